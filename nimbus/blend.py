@@ -1,0 +1,239 @@
+"""Weighted blending of overlapping window predictions (C++ on CPU, numba.cuda on GPU).
+
+Why probabilities, not logits: the segmenter blends the *softmax probabilities* of overlapping
+windows. A weighted mean of probabilities is again a probability vector (non-negative, summing to
+one), stays in [0, 1] and keeps the model's calibration, so the blended values can be written as
+per-class probabilities and turned into an entropy. Logits have no fixed scale: one window may be
+far more confident (larger logits) than its neighbour only because of what it saw at its edge, so
+averaging logits lets an over-confident edge prediction dominate, and the result is not a
+probability until it is pushed through a softmax again. Probabilities from windows that disagree
+average to an honest "uncertain" value instead.
+
+The accumulation is two steps per strip of rows:
+
+1. :func:`accumulate` adds ``probs[n] * weights`` into ``acc[:, rows[n]:+h, cols[n]:+w]`` and
+   ``weights`` into ``wsum`` for every window ``n``;
+2. :func:`finalize` divides by ``wsum``, takes the arg-max class and writes 255 where the input has
+   no data.
+
+:func:`accumulate_reference` / :func:`finalize_reference` are the plain numpy definitions the
+kernels are tested against. :func:`cuda_accumulate` / :func:`cuda_finalize` do the same on device
+arrays with numba.cuda (tested on CPU through ``NUMBA_ENABLE_CUDASIM=1``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "accumulate",
+    "accumulate_reference",
+    "cuda_accumulate",
+    "cuda_finalize",
+    "finalize",
+    "finalize_reference",
+]
+
+
+def _kernels() -> Any:
+    from nimbus import _kernels
+
+    return _kernels
+
+
+def accumulate(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    probs: np.ndarray,
+    weights: np.ndarray,
+    rows: Sequence[int] | np.ndarray,
+    cols: Sequence[int] | np.ndarray,
+    threads: int = 0,
+) -> None:
+    """Add weighted window probabilities into an accumulator, in place (C++ kernel).
+
+    Args:
+        acc: float32 ``(K, H, W)`` C-contiguous accumulator of weighted probabilities.
+        wsum: float32 ``(H, W)`` accumulator of weights.
+        probs: ``(N, K, h, w)`` probabilities of N windows (converted to float32 if needed).
+        weights: float32 ``(h, w)`` window weights.
+        rows: top row of each window in accumulator coordinates.
+        cols: left column of each window.
+        threads: worker threads (0 = all cores).
+    """
+    if len(probs) == 0:
+        return
+    _kernels().blend_accumulate(
+        acc,
+        wsum,
+        np.ascontiguousarray(probs, dtype=np.float32),
+        np.ascontiguousarray(weights, dtype=np.float32),
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(cols, dtype=np.int64),
+        int(threads),
+    )
+
+
+def finalize(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    valid: np.ndarray,
+    class_values: Sequence[int],
+    entropy: np.ndarray | None = None,
+    threads: int = 0,
+) -> np.ndarray:
+    """Normalise ``acc`` by ``wsum`` in place and return the class map (C++ kernel).
+
+    Args:
+        acc: float32 ``(K, H, W)``; on return the blended probabilities (0 where no data).
+        wsum: float32 ``(H, W)`` total weights.
+        valid: bool ``(H, W)``: pixels with input data.
+        class_values: class value of each of the K channels.
+        entropy: optional float32 ``(H, W)`` filled with the entropy (nats) of the probabilities.
+        threads: worker threads (0 = all cores).
+
+    Returns:
+        uint8 ``(H, W)``: the value of the most probable class, 255 where ``valid`` is false or
+        no window contributed.
+    """
+    classes = np.empty(wsum.shape, np.uint8)
+    _kernels().blend_finalize(
+        acc,
+        wsum,
+        np.ascontiguousarray(valid, dtype=np.uint8),
+        np.asarray(class_values, dtype=np.uint8),
+        classes,
+        entropy,
+        int(threads),
+    )
+    return classes
+
+
+def accumulate_reference(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    probs: np.ndarray,
+    weights: np.ndarray,
+    rows: Sequence[int] | np.ndarray,
+    cols: Sequence[int] | np.ndarray,
+) -> None:
+    """Plain numpy version of :func:`accumulate` (the definition the kernels are tested against)."""
+    h, w = weights.shape
+    for n, (r, c) in enumerate(zip(rows, cols)):
+        acc[:, r : r + h, c : c + w] += probs[n].astype(np.float32) * weights
+        wsum[r : r + h, c : c + w] += weights
+
+
+def finalize_reference(
+    acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray, class_values: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plain numpy version of :func:`finalize`: returns ``(classes, probabilities, entropy)``."""
+    ok = valid.astype(bool) & (wsum > 0)
+    probs = np.where(ok, acc / np.where(wsum > 0, wsum, 1), 0).astype(np.float32)
+    classes = np.asarray(class_values, np.uint8)[np.argmax(probs, axis=0)]
+    classes[~ok] = 255
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.sum(np.where(probs > 0, probs * np.log(probs), 0), axis=0).astype(np.float32)
+    return classes, probs, ent
+
+
+@lru_cache(maxsize=1)
+def _cuda_kernels() -> tuple[Any, Any]:
+    from numba import cuda, float32
+
+    @cuda.jit
+    def _acc_kernel(acc, wsum, probs, weights, rows, cols):  # pragma: no cover - runs on device
+        # grid: (x over window width, y over window height, n over windows)
+        x, y = cuda.grid(2)
+        n = cuda.blockIdx.z
+        h = weights.shape[0]
+        w = weights.shape[1]
+        if x >= w or y >= h:
+            return
+        r = rows[n] + y
+        c = cols[n] + x
+        wt = weights[y, x]
+        cuda.atomic.add(wsum, (r, c), wt)
+        for k in range(probs.shape[1]):
+            cuda.atomic.add(acc, (k, r, c), float32(probs[n, k, y, x]) * wt)
+
+    @cuda.jit
+    def _fin_kernel(acc, wsum, valid, class_values, classes, entropy, want_entropy):  # pragma: no cover
+        x, y = cuda.grid(2)
+        if y >= wsum.shape[0] or x >= wsum.shape[1]:
+            return
+        s = wsum[y, x]
+        K = acc.shape[0]
+        if valid[y, x] == 0 or not s > 0:
+            classes[y, x] = 255
+            for k in range(K):
+                acc[k, y, x] = 0.0
+            if want_entropy:
+                entropy[y, x] = 0.0
+            return
+        inv = float32(1.0) / s
+        best = 0
+        bestv = float32(-1.0)
+        hsum = float32(0.0)
+        for k in range(K):
+            p = acc[k, y, x] * inv
+            acc[k, y, x] = p
+            if p > bestv:
+                bestv = p
+                best = k
+            if p > 0:
+                hsum -= p * math.log(p)
+        classes[y, x] = class_values[best]
+        if want_entropy:
+            entropy[y, x] = hsum
+
+    return _acc_kernel, _fin_kernel
+
+
+def cuda_accumulate(acc: Any, wsum: Any, probs: Any, weights: Any, rows: Any, cols: Any, stream: Any = 0) -> None:
+    """:func:`accumulate` on the GPU with numba.cuda (atomic adds; windows may overlap).
+
+    Args:
+        acc: device float32 ``(K, H, W)``.
+        wsum: device float32 ``(H, W)``.
+        probs: device ``(N, K, h, w)`` float32 or float16 (e.g. an onnxruntime output bound on the
+            device, wrapped with ``numba.cuda.as_cuda_array``).
+        weights: device float32 ``(h, w)``.
+        rows: device int64 ``(N)``.
+        cols: device int64 ``(N)``.
+        stream: numba CUDA stream (0 = default).
+    """
+    n = probs.shape[0]
+    if n == 0:
+        return
+    h, w = weights.shape
+    tpb = (32, 8)
+    grid = ((w + tpb[0] - 1) // tpb[0], (h + tpb[1] - 1) // tpb[1], n)
+    _cuda_kernels()[0][grid, tpb, stream](acc, wsum, probs, weights, rows, cols)
+
+
+def cuda_finalize(acc: Any, wsum: Any, valid: Any, class_values: Any, classes: Any, entropy: Any = None, stream: Any = 0) -> None:
+    """:func:`finalize` on the GPU with numba.cuda (in place on device arrays).
+
+    Args:
+        acc: device float32 ``(K, H, W)``; normalised in place.
+        wsum: device float32 ``(H, W)``.
+        valid: device uint8 ``(H, W)``.
+        class_values: device uint8 ``(K)``.
+        classes: device uint8 ``(H, W)`` output.
+        entropy: optional device float32 ``(H, W)`` output.
+        stream: numba CUDA stream (0 = default).
+    """
+    from numba import cuda
+
+    h, w = wsum.shape
+    tpb = (32, 8)
+    grid = ((w + tpb[0] - 1) // tpb[0], (h + tpb[1] - 1) // tpb[1])
+    want = entropy is not None
+    ent = entropy if want else cuda.device_array((1, 1), np.float32)
+    _cuda_kernels()[1][grid, tpb, stream](acc, wsum, valid, class_values, classes, ent, want)
