@@ -37,9 +37,11 @@ __all__ = [
     "AuxLayer",
     "CoverageReport",
     "aux_name",
+    "build_auxiliary",
     "build_layer",
     "canonical_layer",
     "find_aux",
+    "grid_of",
     "list_aux",
     "read_layer",
 ]
@@ -327,7 +329,7 @@ def build_layer(
             with rasterio.open(tmp_strips, "w", **profile) as dst:
                 for r0 in range(0, h, strip_rows):
                     rows = min(strip_rows, h - r0)
-                    strip_transform = transform * Affine.translation(0, r0)
+                    strip_transform = transform @ Affine.translation(0, r0)
                     acc = np.full((rows, w), np.nan, np.float32)
                     for src in srcs:
                         part = np.full((rows, w), np.nan, np.float32)
@@ -346,6 +348,10 @@ def build_layer(
                         info = np.iinfo(spec.dtype)
                         acc = np.clip(np.rint(acc), info.min, info.max)
                     dst.write(acc.astype(spec.dtype), 1, window=Window(0, r0, w, rows))
+                dst.update_tags(
+                    layer=name, units=spec.units, missing_pixels=str(missing),
+                    sources=";".join(os.path.basename(str(s)) for s in sources),
+                )
             if missing and not allow_fill:
                 total_missing = missing + _count_missing_rest(srcs, crs, transform, (h, w), r0 + rows, strip_rows)
                 pct = 100.0 * total_missing / (h * w)
@@ -364,9 +370,6 @@ def build_layer(
                 else:
                     opts["predictor"] = "2"
                 rio_copy(tmp_strips, tmp, driver="COG", **opts)
-                with rasterio.open(tmp, "r+") as d:
-                    d.update_tags(layer=name, units=spec.units, sources=";".join(os.path.basename(str(s)) for s in sources),
-                                  missing_pixels=str(missing))
             tmp_strips.unlink()
     finally:
         for s in srcs:
@@ -381,7 +384,7 @@ def _count_missing_rest(srcs: list, crs: CRS, transform: Affine, shape: tuple[in
         return 0
     f = 10
     rows, cols = math.ceil((h - start) / f), math.ceil(w / f)
-    coarse = transform * Affine.translation(0, start) * Affine.scale(f)
+    coarse = transform @ Affine.translation(0, start) @ Affine.scale(f)
     acc = np.zeros((rows, cols), bool)
     for src in srcs:
         part = np.full((rows, cols), np.nan, np.float32)
@@ -390,3 +393,65 @@ def _count_missing_rest(srcs: list, crs: CRS, transform: Affine, shape: tuple[in
         acc |= np.isfinite(part)
     # scale the coarse count back to full-resolution pixels, bounded by the true remainder
     return int(min((~acc).sum() * f * f, (h - start) * w))
+
+
+def grid_of(tile: str | None = None, product: str | os.PathLike[str] | None = None, res: int = 10) -> tuple[str, CRS, Affine, tuple[int, int]]:
+    """The target grid: that of a product (its exact CRS and transform) or of a tile code.
+
+    Args:
+        tile: a Sentinel-2 tile code (``"32TMS"``), used when no product is given.
+        product: a product path; its grid wins over ``tile``.
+        res: the pixel size in metres.
+
+    Returns:
+        ``(tile, crs, transform, (height, width))``.
+    """
+    if product is not None:
+        from nimbus.product import open_product
+
+        p = open_product(product)
+        return _tile_code(p.tile), CRS.from_user_input(p.crs), p.transform(res), tuple(p.shape(res))
+    if tile is None:
+        raise AuxiliaryDataError("give a tile code (--tile 32TMS) or a product (--product PATH) to define the grid")
+    from nimbus.grid import tile_grid
+
+    g = tile_grid(tile, res)
+    return g.tile, g.crs, g.transform, g.shape
+
+
+def build_auxiliary(
+    out_dir: str | os.PathLike[str],
+    layers: dict[str, Sequence[str | os.PathLike[str]]],
+    tile: str | None = None,
+    product: str | os.PathLike[str] | None = None,
+    res: int = 10,
+    allow_fill: bool = False,
+    overwrite: bool = False,
+) -> list[CoverageReport]:
+    """Write every given layer onto a tile grid as ``out_dir/<TILE>_<layer>_<res>m.tif``.
+
+    Args:
+        out_dir: the auxiliary folder.
+        layers: ``{layer name: [source rasters]}``, e.g. ``{"altitude": ["dem1.tif", "dem2.tif"]}``.
+        tile: the tile code (when no product is given).
+        product: a product whose grid is used.
+        res: 10, 20 or 60.
+        allow_fill: write nodata where the sources do not cover the grid instead of failing.
+        overwrite: rebuild files that already exist (otherwise they are kept and reported).
+
+    Returns:
+        One coverage report per layer.
+    """
+    tile_code, crs, transform, shape = grid_of(tile, product, res)
+    reports = []
+    for layer, sources in layers.items():
+        if isinstance(sources, (str, os.PathLike)):
+            sources = [sources]
+        out = Path(out_dir) / aux_name(tile_code, layer, res)
+        if out.exists() and not overwrite:
+            with rasterio.open(out) as d:
+                missing = int(d.tags().get("missing_pixels", 0))
+            reports.append(CoverageReport(canonical_layer(layer), out, shape[0] * shape[1], missing))
+            continue
+        reports.append(build_layer(sources, layer, out, crs, transform, shape, allow_fill=allow_fill))
+    return reports

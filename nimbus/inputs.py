@@ -127,7 +127,7 @@ def assemble(
         valid &= np.asarray(ok, bool)
     aux_idx = [i for i, c in enumerate(channels) if not is_band(c)]
     if aux_idx:
-        transform = product.transform(res) * Affine.translation(window.col_off, window.row_off)
+        transform = product.transform(res) @ Affine.translation(window.col_off, window.row_off)
         for i in aux_idx:
             path = find_aux(aux_dir, product.tile, channels[i], res)
             data, ok = read_layer(path, product.crs, transform, (h, w), layer=channels[i])
