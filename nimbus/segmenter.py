@@ -1,0 +1,619 @@
+"""Smooth tiled segmentation of whole products (or numpy arrays) with an ONNX model, streaming.
+
+:class:`Segmenter` slides overlapping windows over the raster at the model's resolution, runs
+the onnxruntime session on batches of windows, blends the windows' softmax probabilities with
+centre-heavy weights (see :mod:`nimbus.blend` for why probabilities), and writes the class map.
+
+Streaming keeps memory set by a strip, not the tile: windows are processed one window row at a
+time. The input is read in chunks of rows (``read_rows``), kept only while a window still needs
+them (the halo shared by overlapping window rows is read once); probabilities accumulate in a
+strip buffer, and rows are finalised and handed to the writer as soon as no later window touches
+them. Reading/decoding/resampling (a background thread, one chunk ahead), inference (the calling
+thread) and writing (a background thread) overlap; onnxruntime, GDAL and the C++ blend kernel
+release the GIL.
+
+Windows holding no valid input pixel are skipped without running the model; pixels without data
+get class 255. Optional D4 test-time augmentation averages the probabilities of up to 8 flipped /
+rotated copies of every window.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nimbus import blend
+from nimbus.errors import ModelError
+from nimbus.modelspec import NODATA_CLASS, ModelSpec
+from nimbus.session import Session
+from nimbus.windows import WEIGHT_KINDS, WindowLayout, window_weights
+
+__all__ = ["D4", "SegmentResult", "Segmenter", "output_paths"]
+
+#: Reader of raster rows ``[r0, r1)``: ``(float32 (C, r1-r0, W), bool valid (r1-r0, W))``.
+RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+#: Receiver of finished rows: ``(r0, classes (h, W), probabilities (K, h, W) | None, entropy (h, W) | None)``.
+RowSink = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
+
+
+def _d4(k: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """Transform ``k`` (0..7) of the dihedral group on the last two axes, and its inverse."""
+    rot, flip = k % 4, k >= 4
+
+    def fwd(a: np.ndarray) -> np.ndarray:
+        if flip:
+            a = a[..., ::-1]
+        return np.rot90(a, rot, axes=(-2, -1))
+
+    def inv(a: np.ndarray) -> np.ndarray:
+        a = np.rot90(a, -rot, axes=(-2, -1))
+        return a[..., ::-1] if flip else a
+
+    return fwd, inv
+
+
+#: The 8 transforms of the dihedral group D4 as ``(forward, inverse)`` pairs; 0 is the identity.
+D4: tuple[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]], ...] = tuple(_d4(k) for k in range(8))
+
+
+@dataclass
+class SegmentResult:
+    """What :meth:`Segmenter.segment` did.
+
+    Attributes:
+        product_id: the product's identifier.
+        classes: path of the class map.
+        probabilities: path of the probability raster, if written.
+        uncertainty: path of the uncertainty raster, if written.
+        quicklook: path of the quicklook PNG, if written.
+        skipped: True when the outputs existed and were kept.
+        windows: windows run through the model (before TTA).
+        windows_skipped: windows skipped because they hold no data.
+        seconds: time per stage (read, infer, blend, write; read and write overlap inference) and total.
+    """
+
+    product_id: str
+    classes: Path
+    probabilities: Path | None = None
+    uncertainty: Path | None = None
+    quicklook: Path | None = None
+    skipped: bool = False
+    windows: int = 0
+    windows_skipped: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def output_paths(out_dir: str | os.PathLike[str], product_id: str, spec: ModelSpec) -> dict[str, Path]:
+    """The output file names of a product segmented by a model.
+
+    Args:
+        out_dir: the output folder.
+        product_id: the product identifier.
+        spec: the model description (its name and version go into the names).
+
+    Returns:
+        ``{"classes", "probabilities", "uncertainty", "quicklook"}`` -> path.
+    """
+    base = Path(out_dir) / f"{product_id}_{spec.file_tag}"
+    return {
+        "classes": base.with_name(base.name + "_classes.tif"),
+        "probabilities": base.with_name(base.name + "_probabilities.tif"),
+        "uncertainty": base.with_name(base.name + "_uncertainty.tif"),
+        "quicklook": base.with_name(base.name + "_quicklook.png"),
+    }
+
+
+class _HostBlender:
+    """Strip accumulator on the host (C++ kernel)."""
+
+    def __init__(self, k: int, width: int, class_values: tuple[int, ...], threads: int) -> None:
+        self.k, self.width, self.threads = k, width, threads
+        self.class_values = class_values
+        self.start = 0
+        self.acc = np.zeros((k, 0, width), np.float32)
+        self.wsum = np.zeros((0, width), np.float32)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.wsum.shape[0]
+
+    def extend(self, end: int) -> None:
+        extra = end - self.end
+        if extra > 0:
+            self.acc = np.concatenate([self.acc, np.zeros((self.k, extra, self.width), np.float32)], axis=1)
+            self.wsum = np.concatenate([self.wsum, np.zeros((extra, self.width), np.float32)], axis=0)
+
+    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
+        blend.accumulate(self.acc, self.wsum, probs, weights, [r - self.start for r in rows], cols, self.threads)
+
+    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
+        n = end - self.start
+        acc = np.ascontiguousarray(self.acc[:, :n])
+        wsum = np.ascontiguousarray(self.wsum[:n])
+        ent = np.empty((n, self.width), np.float32) if want_entropy else None
+        classes = blend.finalize(acc, wsum, valid, self.class_values, ent, self.threads)
+        self.acc = np.ascontiguousarray(self.acc[:, n:])
+        self.wsum = np.ascontiguousarray(self.wsum[n:])
+        self.start = end
+        return classes, (acc if want_probs else None), ent
+
+
+class _CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in the CUDA simulator
+    """Strip accumulator on the GPU (numba.cuda kernels reading onnxruntime's device outputs)."""
+
+    def __init__(self, k: int, width: int, class_values: tuple[int, ...]) -> None:
+        from numba import cuda
+
+        self.cuda = cuda
+        self.k, self.width = k, width
+        self.class_values = cuda.to_device(np.asarray(class_values, np.uint8))
+        self.start = 0
+        self.acc = cuda.device_array((k, 0, width), np.float32)
+        self.wsum = cuda.device_array((0, width), np.float32)
+        self._weights: dict[tuple[int, int], Any] = {}
+
+    @property
+    def end(self) -> int:
+        return self.start + self.wsum.shape[0]
+
+    def _realloc(self, start: int, end: int) -> None:
+        cuda = self.cuda
+        n = end - start
+        acc = cuda.to_device(np.zeros((self.k, n, self.width), np.float32))
+        wsum = cuda.to_device(np.zeros((n, self.width), np.float32))
+        keep = max(0, min(self.end, end) - start)
+        if keep:
+            off = start - self.start
+            for c in range(self.k):
+                acc[c, :keep].copy_to_device(self.acc[c, off : off + keep])
+            wsum[:keep].copy_to_device(self.wsum[off : off + keep])
+        self.acc, self.wsum, self.start = acc, wsum, start
+
+    def extend(self, end: int) -> None:
+        if end > self.end:
+            self._realloc(self.start, end)
+
+    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
+        key = weights.shape
+        if key not in self._weights:
+            self._weights[key] = self.cuda.to_device(np.ascontiguousarray(weights, np.float32))
+        r = self.cuda.to_device(np.asarray([x - self.start for x in rows], np.int64))
+        c = self.cuda.to_device(np.asarray(cols, np.int64))
+        if isinstance(probs, np.ndarray):
+            probs = self.cuda.to_device(np.ascontiguousarray(probs))
+        blend.cuda_accumulate(self.acc, self.wsum, probs, self._weights[key], r, c)
+
+    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
+        cuda = self.cuda
+        n = end - self.start
+        acc = cuda.device_array((self.k, n, self.width), np.float32)
+        for c in range(self.k):
+            acc[c].copy_to_device(self.acc[c, :n])
+        wsum = self.wsum[:n]
+        classes = cuda.device_array((n, self.width), np.uint8)
+        ent = cuda.device_array((n, self.width), np.float32) if want_entropy else None
+        blend.cuda_finalize(acc, wsum, cuda.to_device(np.ascontiguousarray(valid, np.uint8)), self.class_values, classes, ent)
+        out = (classes.copy_to_host(), acc.copy_to_host() if want_probs else None, ent.copy_to_host() if ent is not None else None)
+        self._realloc(end, max(end, self.end))
+        return out
+
+
+class Segmenter:
+    """Segment products or arrays with a Nimbus ONNX model.
+
+    Args:
+        model: path of the ``.onnx`` model (with Nimbus metadata).
+        provider: ``"auto"`` (CUDA if usable, else CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
+        threads: CPU threads for onnxruntime and the blend kernel (0 = all cores).
+        batch: windows per model call.
+        window: window size in pixels (default: the model's).
+        overlap: fraction of overlap between neighbouring windows (default: the model's).
+        weights: blending weights: ``"spline"``, ``"gaussian"`` or ``"tukey"``.
+        tta: number of D4 transforms to average (0 or 1 = off, up to 8); ``True`` means 8.
+        aux_dir: folder of auxiliary layers for models that take them.
+        read_rows: rows read per chunk (default: the window size); bounds the input buffer.
+        progress: show a tqdm bar (quiet when output is not a terminal).
+
+    Example:
+        >>> seg = Segmenter("model.onnx")                       # doctest: +SKIP
+        >>> classes = seg.predict(array)                        # (C, H, W) of seg.spec.channels
+        >>> result = seg.segment("S2A_MSIL1C_....SAFE", out="maps/")
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        provider: str = "auto",
+        threads: int = 0,
+        batch: int = 8,
+        window: int | None = None,
+        overlap: float | None = None,
+        weights: str = "spline",
+        tta: int | bool = 0,
+        aux_dir: str | os.PathLike[str] | None = None,
+        read_rows: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.session = Session(model, provider=provider, threads=threads)
+        spec = self.session.spec
+        if window is not None and int(window) != spec.window:
+            if not spec.dynamic_hw:
+                raise ModelError(f"model {model} has a fixed {spec.window}x{spec.window} input; --window {window} is not possible")
+            spec = spec.replace(window=int(window))
+        if overlap is not None:
+            spec = spec.replace(overlap=float(overlap))
+        if weights not in WEIGHT_KINDS:
+            raise ModelError(f"unknown window weights {weights!r}; choose one of {', '.join(WEIGHT_KINDS)}")
+        self.spec: ModelSpec = spec
+        self.weights = weights
+        self.batch = max(1, int(batch))
+        self.tta = 8 if tta is True else max(1, min(8, int(tta or 1)))
+        self.threads = int(threads)
+        self.aux_dir = aux_dir
+        self.read_rows = int(read_rows) if read_rows else spec.window
+        self.progress = progress
+        self._mean = np.asarray(spec.mean, np.float32)[:, None, None]
+        self._std = np.asarray(spec.std, np.float32)[:, None, None]
+        self._use_cuda = False
+        if self.session.on_gpu:
+            try:
+                from numba import cuda
+
+                self._use_cuda = bool(cuda.is_available())
+            except Exception:  # numba without CUDA support
+                self._use_cuda = False
+
+    # ------------------------------------------------------------------ model
+    def _prepare(self, tiles: np.ndarray) -> np.ndarray:
+        if not self.spec.normalization_in_graph:
+            tiles = (tiles - self._mean) / self._std
+        return tiles
+
+    def _infer(self, tiles: np.ndarray) -> Any:
+        """Probabilities (N, K, h, w) of a batch, TTA-averaged; a device array on the CUDA path."""
+        x = self._prepare(tiles)
+        out: Any = None
+        for k in range(self.tta):
+            fwd, inv = D4[k]
+            xt = np.ascontiguousarray(fwd(x)) if k else x
+            if self._use_cuda and self.tta == 1 and self.spec.softmax_in_graph:
+                dev, keep = self.session.run_device(xt)
+                self._keepalive = keep  # the OrtValue owning the device memory
+                return dev
+            p = self.session.run(xt)
+            if not self.spec.softmax_in_graph:
+                p = p - p.max(axis=1, keepdims=True)
+                np.exp(p, out=p)
+                p /= p.sum(axis=1, keepdims=True)
+            p = inv(p) if k else p
+            out = p if out is None else out + p
+        if self.tta > 1:
+            out = out / np.float32(self.tta)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    # ------------------------------------------------------------------ engine
+    def _run(
+        self,
+        height: int,
+        width: int,
+        reader: RowReader,
+        sink: RowSink,
+        want_probs: bool = False,
+        want_entropy: bool = False,
+        callback: Callable[[int, int], None] | None = None,
+        desc: str = "",
+    ) -> dict[str, Any]:
+        """Stream windows over a ``height x width`` raster: read, infer, blend, hand rows to ``sink``."""
+        from tqdm.auto import tqdm
+
+        spec = self.spec
+        layout = WindowLayout(height, width, spec.window, spec.overlap)
+        wh, ww = layout.win_h, layout.win_w
+        size = spec.window
+        padded = (wh, ww) != (size, size)
+        weights = window_weights((wh, ww), self.weights)
+        ys = layout.row_starts
+        k = spec.num_classes
+        blender: Any = _CudaBlender(k, width, spec.class_values) if self._use_cuda else _HostBlender(k, width, spec.class_values, self.threads)
+        stats = {"read": 0.0, "infer": 0.0, "blend": 0.0, "write": 0.0, "windows": 0, "windows_skipped": 0}
+        chunk = max(self.read_rows, 1)
+        c = len(spec.channels)
+
+        # --- reader thread: chunks of rows, one ahead
+        chunks: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def read_all() -> None:
+            try:
+                for r0 in range(0, height, chunk):
+                    if stop.is_set():
+                        return
+                    t = time.perf_counter()
+                    data, valid = reader(r0, min(height, r0 + chunk))
+                    stats["read"] += time.perf_counter() - t
+                    if data.shape != (c, valid.shape[0], width) or valid.shape != (min(height, r0 + chunk) - r0, width):
+                        raise ModelError(f"reader returned {data.shape}/{valid.shape} for rows {r0}..{r0 + chunk}; expected ({c}, h, {width})")
+                    while not stop.is_set():
+                        try:
+                            chunks.put((np.asarray(data, np.float32), np.asarray(valid, bool)), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as exc:  # handed to the main thread
+                chunks.put(exc)
+
+        # --- writer thread
+        results: queue.Queue = queue.Queue(maxsize=2)
+        errors: list[BaseException] = []
+
+        def write_all() -> None:
+            while True:
+                item = results.get()
+                if item is None:
+                    return
+                if errors:
+                    continue
+                try:
+                    t = time.perf_counter()
+                    sink(*item)
+                    stats["write"] += time.perf_counter() - t
+                except BaseException as exc:
+                    errors.append(exc)
+
+        reader_t = threading.Thread(target=read_all, name="nimbus-read", daemon=True)
+        writer_t = threading.Thread(target=write_all, name="nimbus-write", daemon=True)
+        reader_t.start()
+        writer_t.start()
+        buf = np.zeros((c, 0, width), np.float32)
+        vbuf = np.zeros((0, width), bool)
+        buf_start = 0
+        bar = tqdm(total=height, desc=desc or "segment", unit="row", disable=None if self.progress else True, leave=False)
+        try:
+            for i, y in enumerate(ys):
+                # make the input buffer hold rows [y, y + wh)
+                while buf_start + vbuf.shape[0] < y + wh:
+                    item = chunks.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    buf = np.concatenate([buf, item[0]], axis=1) if vbuf.shape[0] else item[0]
+                    vbuf = np.concatenate([vbuf, item[1]], axis=0) if vbuf.shape[0] else item[1]
+                drop = y - buf_start
+                if drop > 0:
+                    buf, vbuf, buf_start = buf[:, drop:], vbuf[drop:], y
+                blender.extend(y + wh)
+                strip_valid = vbuf[:wh]
+                wins = [(y, x) for x in layout.col_starts if strip_valid[:, x : x + ww].any()]
+                stats["windows_skipped"] += len(layout.col_starts) - len(wins)
+                for b in range(0, len(wins), self.batch):
+                    part = wins[b : b + self.batch]
+                    tiles = np.empty((len(part), c, size, size), np.float32)
+                    for j, (_, x) in enumerate(part):
+                        tile = buf[:, :wh, x : x + ww]
+                        if padded:  # raster smaller than a window: mirror it up to the window size
+                            tile = np.pad(tile, ((0, 0), (0, size - wh), (0, size - ww)), mode="symmetric")
+                        tiles[j] = tile
+                    t = time.perf_counter()
+                    probs = self._infer(tiles)
+                    stats["infer"] += time.perf_counter() - t
+                    if padded and not self._use_cuda:  # the CUDA kernel reads the top-left (wh, ww) itself
+                        probs = np.ascontiguousarray(probs[:, :, :wh, :ww])
+                    t = time.perf_counter()
+                    blender.add(probs, [y] * len(part), [x for _, x in part], weights)
+                    stats["blend"] += time.perf_counter() - t
+                    stats["windows"] += len(part)
+                # rows before the next window row are final
+                end = ys[i + 1] if i + 1 < len(ys) else y + wh
+                t = time.perf_counter()
+                r0 = blender.start
+                classes, probs_out, ent = blender.take(end, vbuf[r0 - buf_start : end - buf_start], want_probs, want_entropy)
+                stats["blend"] += time.perf_counter() - t
+                if errors:
+                    raise errors[0]
+                results.put((r0, classes, probs_out, ent))
+                bar.update(end - r0)
+                if callback is not None:
+                    callback(end, height)
+            results.put(None)
+            writer_t.join()
+            if errors:
+                raise errors[0]
+        finally:
+            stop.set()
+            bar.close()
+            if writer_t.is_alive():
+                errors.append(RuntimeError("aborted"))
+                results.put(None)
+                writer_t.join()
+            while reader_t.is_alive():
+                try:
+                    chunks.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            reader_t.join()
+        return stats
+
+    # ------------------------------------------------------------------ arrays
+    def predict(
+        self,
+        array: np.ndarray,
+        valid: np.ndarray | None = None,
+        probabilities: bool = False,
+        entropy: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Segment an in-memory array of the model's channels, without touching disk.
+
+        Args:
+            array: ``(C, H, W)`` channels in ``spec.channels`` order, as the graph expects them
+                (harmonised DN / raw auxiliary values when normalisation is in the graph).
+            valid: optional bool ``(H, W)`` mask of pixels with data (default: every pixel
+                whose channels are finite and not all 0).
+            probabilities: also return the blended probabilities float32 ``(K, H, W)``.
+            entropy: also return the entropy (nats) of the probabilities float32 ``(H, W)``.
+
+        Returns:
+            uint8 ``(H, W)`` class values (255 where there is no data); with ``probabilities``
+            and/or ``entropy``, a tuple ``(classes, probabilities?, entropy?)``.
+
+        Raises:
+            ModelError: when the array does not have the model's channel count.
+        """
+        array = np.asarray(array)
+        if array.ndim != 3 or array.shape[0] != len(self.spec.channels):
+            raise ModelError(
+                f"predict: the model {self.session.path} takes ({len(self.spec.channels)}, H, W) arrays of "
+                f"{', '.join(self.spec.channels)}; got shape {array.shape}"
+            )
+        _, h, w = array.shape
+        if valid is None:
+            finite = np.isfinite(array).all(axis=0)
+            valid = finite & (array != 0).any(axis=0)
+        valid = np.asarray(valid, bool)
+        if valid.shape != (h, w):
+            raise ModelError(f"predict: valid mask has shape {valid.shape}, expected {(h, w)}")
+        classes = np.full((h, w), NODATA_CLASS, np.uint8)
+        probs = np.zeros((self.spec.num_classes, h, w), np.float32) if probabilities else None
+        ent = np.zeros((h, w), np.float32) if entropy else None
+
+        def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+            data = np.array(array[:, r0:r1], np.float32)
+            ok = valid[r0:r1]
+            data[:, ~ok] = 0
+            np.nan_to_num(data, copy=False)
+            return data, ok
+
+        def sink(r0: int, cls: np.ndarray, p: np.ndarray | None, e: np.ndarray | None) -> None:
+            n = cls.shape[0]
+            classes[r0 : r0 + n] = cls
+            if probs is not None and p is not None:
+                probs[:, r0 : r0 + n] = p
+            if ent is not None and e is not None:
+                ent[r0 : r0 + n] = e
+
+        self._run(h, w, reader, sink, want_probs=probabilities, want_entropy=entropy, desc="predict")
+        extra = tuple(x for x in (probs, ent) if x is not None)
+        return (classes, *extra) if extra else classes
+
+    # ------------------------------------------------------------------ products
+    def check_inputs(self, product: Any) -> None:
+        """Refuse a product the model cannot run on.
+
+        Raises:
+            ModelError: naming the channels that neither the product nor the auxiliary folder provide.
+        """
+        from nimbus.inputs import missing_channels
+
+        missing = missing_channels(product, self.spec.channels, self.aux_dir)
+        if missing:
+            where = f"auxiliary folder {self.aux_dir}" if self.aux_dir else "no auxiliary folder (--aux DIR)"
+            raise ModelError(
+                f"model {self.session.path} needs channel(s) {', '.join(missing)} that neither product "
+                f"{getattr(product, 'path', product)} nor the {where} provide"
+            )
+
+    def segment(
+        self,
+        product: Any,
+        out: str | os.PathLike[str] = ".",
+        probabilities: str | None = None,
+        uncertainty: bool = False,
+        quicklook: bool = False,
+        overwrite: bool = False,
+        region: Any = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> SegmentResult:
+        """Segment a product into a class map (COG) and optional extras, streaming in strips.
+
+        Args:
+            product: a product path (.SAFE folder, zipped SAFE, COG folder) or an opened product.
+            out: output folder. Names: ``<product_id>_<model>-v<version>_classes.tif`` etc.
+            probabilities: also write per-class probabilities: ``"uint8"`` (0..255) or ``"float16"``.
+            uncertainty: also write the normalised entropy of the probabilities (uint8 0..254).
+            quicklook: also write a PNG (true colour beside the classes, with a legend).
+            overwrite: replace existing outputs (default: skip a product whose class map exists).
+            region: optional ``rasterio.windows.Window`` of the model-resolution grid to segment
+                instead of the whole product.
+            callback: called as ``callback(rows_done, rows_total)`` after each strip.
+
+        Returns:
+            A :class:`SegmentResult` with the paths written and the time per stage.
+
+        Raises:
+            ModelError: when the model needs a channel the product or ``aux_dir`` cannot provide.
+        """
+        from affine import Affine
+        from rasterio.windows import Window
+
+        from nimbus.inputs import assemble
+        from nimbus.writers import SegmentationWriter
+
+        if not hasattr(product, "read"):
+            from nimbus.product import open_product
+
+            product = open_product(product)
+        paths = output_paths(out, product.product_id, self.spec)
+        result = SegmentResult(product.product_id, paths["classes"])
+        if probabilities:
+            result.probabilities = paths["probabilities"]
+        if uncertainty:
+            result.uncertainty = paths["uncertainty"]
+        if quicklook:
+            result.quicklook = paths["quicklook"]
+        wanted = [p for p in (result.classes, result.probabilities, result.uncertainty, result.quicklook) if p is not None]
+        if not overwrite and all(p.exists() for p in wanted):
+            result.skipped = True
+            return result
+        self.check_inputs(product)
+        res = self.spec.resolution
+        res_i = int(round(res))
+        full_h, full_w = product.shape(res_i)
+        if region is None:
+            region = Window(0, 0, full_w, full_h)
+        col0, row0 = int(region.col_off), int(region.row_off)
+        h, w = int(region.height), int(region.width)
+        transform = product.transform(res_i) * Affine.translation(col0, row0)
+
+        def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+            data, valid = assemble(product, self.spec.channels, res_i, Window(col0, row0 + r0, w, r1 - r0), self.aux_dir)
+            return data, valid
+
+        t0 = time.perf_counter()
+        with SegmentationWriter(
+            paths["classes"],
+            crs=product.crs,
+            transform=transform,
+            shape=(h, w),
+            spec=self.spec,
+            product_id=product.product_id,
+            probabilities=probabilities,
+            probabilities_path=result.probabilities,
+            uncertainty_path=result.uncertainty,
+        ) as writer:
+            stats = self._run(
+                h,
+                w,
+                reader,
+                writer.write_rows,
+                want_probs=bool(probabilities),
+                want_entropy=bool(uncertainty),
+                callback=callback,
+                desc=product.product_id[:40],
+            )
+            t = time.perf_counter()
+        stats["write"] += time.perf_counter() - t  # COG conversion and overviews
+        if quicklook:
+            from nimbus.quicklook import write_quicklook
+
+            write_quicklook(product, result.classes, result.quicklook, self.spec, region=region)
+        result.windows = int(stats.pop("windows"))
+        result.windows_skipped = int(stats.pop("windows_skipped"))
+        stats["total"] = time.perf_counter() - t0
+        result.seconds = {k: float(v) for k, v in stats.items()}
+        return result

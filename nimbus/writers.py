@@ -1,0 +1,249 @@
+"""Segmentation outputs: class map, probabilities and uncertainty as Cloud-Optimized GeoTIFFs.
+
+:class:`SegmentationWriter` receives finished rows while the segmenter streams (so nothing the
+size of the tile is held in memory), writes them into hidden tiled GeoTIFFs next to the final
+files, and on success converts each into a COG (GDAL's COG driver, overviews included) under a
+temporary name that is then renamed (:func:`nimbus.atomic.atomic_path`). On any error or Ctrl-C
+the hidden files are removed and no file appears under a final name.
+
+* Class map: uint8, palette with the class colours, class names in the metadata (``CLASS_NAMES``
+  JSON and one ``CLASS_<value>`` tag per class), nodata 255 exactly where the input has no data,
+  overviews with *mode* resampling (a class is never averaged into another).
+* Probabilities (optional): one band per class, ``"uint8"`` (probability x 255, rounded) or
+  ``"float16"`` (stored as 16-bit floats: GeoTIFF ``NBITS=16`` on Float32); pixels without data
+  are masked (internal mask band) and hold 0; average overviews.
+* Uncertainty (optional): the entropy of the blended probabilities divided by ``log(K)`` (0 = sure,
+  1 = uniform), stored as uint8 ``round(254 * value)``, nodata 255.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from nimbus.atomic import atomic_path
+from nimbus.modelspec import NODATA_CLASS, ModelSpec
+
+__all__ = ["SegmentationWriter", "class_colormap", "write_class_map"]
+
+_BLOCK = 512
+
+
+def class_colormap(spec: ModelSpec) -> dict[int, tuple[int, int, int, int]]:
+    """The GDAL palette of a model's classes (255, no data, is transparent black)."""
+    cmap = {v: (0, 0, 0, 255) for v in range(256)}
+    for c in spec.classes:
+        cmap[c.value] = (*c.color, 255)
+    cmap[NODATA_CLASS] = (0, 0, 0, 0)
+    return cmap
+
+
+def _class_tags(spec: ModelSpec, product_id: str) -> dict[str, str]:
+    tags = {
+        "CLASS_NAMES": json.dumps({str(c.value): c.name for c in spec.classes}),
+        "CLASS_COLORS": json.dumps({str(c.value): list(c.color) for c in spec.classes}),
+        "NODATA_CLASS": str(NODATA_CLASS),
+        "MODEL_NAME": spec.name,
+        "MODEL_VERSION": str(spec.version),
+        "PRODUCT_ID": product_id,
+    }
+    tags.update({f"CLASS_{c.value}": c.name for c in spec.classes})
+    return tags
+
+
+class _Raw:
+    """A hidden tiled GeoTIFF next to the final output, converted to a COG at the end."""
+
+    def __init__(self, final: Path, profile: dict[str, Any]) -> None:
+        import rasterio
+
+        self.final = final
+        self.path = final.parent / f".{final.stem}.raw-{uuid.uuid4().hex[:10]}.tif"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.ds = rasterio.open(self.path, "w", **profile)
+
+    def close(self) -> None:
+        if not self.ds.closed:
+            self.ds.close()
+
+    def remove(self) -> None:
+        self.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def to_cog(self, **options: Any) -> None:
+        import rasterio.shutil
+
+        self.close()
+        with atomic_path(self.final) as tmp:
+            rasterio.shutil.copy(self.path, tmp, driver="COG", BLOCKSIZE=_BLOCK, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", **options)
+        self.remove()
+
+
+class SegmentationWriter:
+    """Stream rows of a segmentation into COG outputs, atomically.
+
+    Use as a context manager; outputs appear under their final names only when the block ends
+    without an exception.
+
+    Args:
+        classes_path: final path of the class map.
+        crs: coordinate reference system of the grid.
+        transform: affine transform of the grid (of row 0, column 0 of what is written).
+        shape: ``(height, width)`` of the grid.
+        spec: the model description (classes, colours, names).
+        product_id: written into the metadata.
+        probabilities: ``None``, ``"uint8"`` or ``"float16"``.
+        probabilities_path: final path of the probabilities (needed with ``probabilities``).
+        uncertainty_path: final path of the uncertainty raster, or None.
+    """
+
+    def __init__(
+        self,
+        classes_path: str | os.PathLike[str],
+        crs: Any,
+        transform: Any,
+        shape: tuple[int, int],
+        spec: ModelSpec,
+        product_id: str = "",
+        probabilities: str | None = None,
+        probabilities_path: str | os.PathLike[str] | None = None,
+        uncertainty_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if probabilities not in (None, "uint8", "float16"):
+            raise ValueError(f"probabilities must be 'uint8' or 'float16', got {probabilities!r}")
+        if probabilities and probabilities_path is None:
+            raise ValueError("probabilities_path is needed when probabilities are written")
+        self.classes_path = Path(classes_path)
+        self.spec = spec
+        self.product_id = product_id
+        self.height, self.width = int(shape[0]), int(shape[1])
+        self.prob_kind = probabilities
+        self._base = dict(
+            driver="GTiff",
+            height=self.height,
+            width=self.width,
+            crs=crs,
+            transform=transform,
+            tiled=True,
+            blockxsize=_BLOCK,
+            blockysize=_BLOCK,
+            compress="deflate",
+            predictor=1,
+            BIGTIFF="IF_SAFER",
+        )
+        self._prob_path = Path(probabilities_path) if probabilities_path else None
+        self._unc_path = Path(uncertainty_path) if uncertainty_path else None
+        self._raws: dict[str, _Raw] = {}
+        self.rows_written = 0
+
+    def __enter__(self) -> SegmentationWriter:
+        try:
+            self._raws["classes"] = _Raw(self.classes_path, dict(self._base, count=1, dtype="uint8", nodata=NODATA_CLASS))
+            if self.prob_kind and self._prob_path is not None:
+                prof = dict(self._base, count=self.spec.num_classes, dtype="uint8" if self.prob_kind == "uint8" else "float32")
+                if self.prob_kind == "float16":
+                    prof.update(nbits=16, predictor=1)
+                self._raws["probabilities"] = _Raw(self._prob_path, prof)
+            if self._unc_path is not None:
+                self._raws["uncertainty"] = _Raw(self._unc_path, dict(self._base, count=1, dtype="uint8", nodata=NODATA_CLASS))
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def write_rows(self, row: int, classes: np.ndarray, probabilities: np.ndarray | None = None, entropy: np.ndarray | None = None) -> None:
+        """Write finished rows starting at ``row``.
+
+        Args:
+            row: first row (of the output grid) of the block.
+            classes: uint8 ``(h, W)`` class values, 255 = no data.
+            probabilities: float32 ``(K, h, W)`` probabilities (0 where no data), if written.
+            entropy: float32 ``(h, W)`` entropy in nats, if the uncertainty is written.
+        """
+        from rasterio.windows import Window
+
+        h = classes.shape[0]
+        win = Window(0, row, self.width, h)
+        self._raws["classes"].ds.write(classes, 1, window=win)
+        nodata = classes == NODATA_CLASS
+        raw = self._raws.get("probabilities")
+        if raw is not None and probabilities is not None:
+            if self.prob_kind == "uint8":
+                data = np.clip(np.rint(probabilities * 255.0), 0, 255).astype(np.uint8)
+            else:
+                data = probabilities.astype(np.float16).astype(np.float32)
+            raw.ds.write(data, window=win)
+            raw.ds.write_mask(np.where(nodata, 0, 255).astype(np.uint8), window=win)
+        raw = self._raws.get("uncertainty")
+        if raw is not None and entropy is not None:
+            k = max(self.spec.num_classes, 2)
+            u = np.clip(np.rint(entropy / math.log(k) * 254.0), 0, 254).astype(np.uint8)
+            u[nodata] = NODATA_CLASS
+            raw.ds.write(u, 1, window=win)
+        self.rows_written = max(self.rows_written, row + h)
+
+    def _finish(self) -> None:
+        spec = self.spec
+        cls = self._raws["classes"].ds
+        cls.write_colormap(1, class_colormap(spec))
+        cls.update_tags(**_class_tags(spec, self.product_id))
+        cls.set_band_description(1, "class")
+        raw = self._raws.get("probabilities")
+        if raw is not None:
+            raw.ds.update_tags(**_class_tags(spec, self.product_id), PROBABILITY_SCALE="255" if self.prob_kind == "uint8" else "1")
+            for i, c in enumerate(spec.classes):
+                raw.ds.set_band_description(i + 1, f"p_{c.name}")
+            raw.to_cog(COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE", **({"NBITS": 16} if self.prob_kind == "float16" else {}))
+        raw = self._raws.get("uncertainty")
+        if raw is not None:
+            raw.ds.update_tags(MEANING="entropy / log(classes), scaled 0..254", MODEL_NAME=spec.name, PRODUCT_ID=self.product_id)
+            raw.ds.set_band_description(1, "uncertainty")
+            raw.to_cog(COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE")
+        # the class map last: its presence means the product is done
+        self._raws["classes"].to_cog(COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="MODE")
+
+    def _abort(self) -> None:
+        for raw in self._raws.values():
+            raw.remove()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            if self.rows_written < self.height:
+                raise RuntimeError(f"only {self.rows_written} of {self.height} rows of {self.classes_path} were written")
+            self._finish()
+        finally:
+            self._abort()
+
+
+def write_class_map(
+    path: str | os.PathLike[str], classes: np.ndarray, crs: Any, transform: Any, spec: ModelSpec, product_id: str = ""
+) -> Path:
+    """Write an in-memory class map as a COG (palette, class names, mode overviews), atomically.
+
+    Args:
+        path: final path.
+        classes: uint8 ``(H, W)`` class values, 255 = no data.
+        crs: coordinate reference system.
+        transform: affine transform.
+        spec: the model description.
+        product_id: written into the metadata.
+
+    Returns:
+        The path written.
+    """
+    with SegmentationWriter(path, crs, transform, classes.shape, spec, product_id) as w:
+        w.write_rows(0, np.asarray(classes, np.uint8))
+    return Path(path)
