@@ -1,0 +1,249 @@
+"""The labelling tool's server: a small Flask app over one samples folder.
+
+Routes (all JSON unless noted)::
+
+    GET  /                                  the page (static/index.html)
+    GET  /static/<file>                     the page's script and style
+    GET  /api/info                          the samples folder, class values, names and colours
+    GET  /api/samples                       the manifest entries (id, product, date, score, status, revision...)
+    GET  /api/samples/<id>                  one entry plus which layers exist
+    GET  /api/samples/<id>/layers/<layer>.png   a layer rendered for display (PNG)
+    GET  /api/samples/<id>/label            {"revision", "source", "width", "height", "data": base64 uint8}
+    PUT  /api/samples/<id>/label            body {"revision", "data", "width", "height", "status"?}
+                                            -> 200 entry | 400 malformed | 409 someone saved first
+    GET  /files/<path>                      a file of the samples folder (nothing outside it)
+
+Sample ids are looked up in the manifest before they touch the file system; ``/files`` resolves the
+path and refuses anything outside the folder, so path traversal gets 404/403.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import sys
+import threading
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nimbus.errors import LabelError
+from nimbus.samples import (
+    CLASS_COLORS,
+    CLASS_NAMES,
+    CLASS_VALUES,
+    LABEL_LAYER,
+    LAYERS,
+    NODATA,
+    RevisionConflictError,
+    SampleSet,
+)
+
+__all__ = ["create_app", "render_layer", "serve"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_BODY = 64 * 1024 * 1024
+
+
+def render_layer(samples: SampleSet, sid: str, layer: str) -> bytes:
+    """Render a sample layer as a PNG for display.
+
+    Colour layers: reflectance (harmonised DN / 10000) 0..1 mapped linearly to 0..255, RGB (the page
+    applies brightness and gamma). Class layers: RGBA in the class colours, no data transparent.
+    Uncertainty: RGBA heat ramp scaled by the sample's maximum, alpha rising with the value.
+
+    Args:
+        samples: the samples folder.
+        sid: the sample id.
+        layer: one of :data:`nimbus.samples.LAYERS` or ``"label"``.
+
+    Returns:
+        PNG bytes.
+    """
+    from PIL import Image
+
+    data = samples.read_layer(sid, layer)
+    if layer in ("truecolor", "falsecolor"):
+        rgb = np.clip(data.astype(np.float32) / 10000.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(np.moveaxis(rgb, 0, -1), "RGB")
+    elif layer == "uncertainty":
+        u = np.nan_to_num(data.astype(np.float32), nan=0.0)
+        top = float(u.max()) if u.size and u.max() > 0 else 1.0
+        v = np.clip(u / top, 0, 1)
+        rgba = np.stack([255 * np.sqrt(v), 255 * v**2, 40 * (1 - v), 60 + 195 * v], axis=-1)
+        rgba[~np.isfinite(data)] = 0
+        img = Image.fromarray(rgba.astype(np.uint8), "RGBA")
+    else:
+        lut = np.zeros((256, 4), np.uint8)
+        for value, color in CLASS_COLORS.items():
+            lut[value] = (*color, 255)
+        img = Image.fromarray(lut[data.astype(np.uint8)], "RGBA")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def create_app(samples_dir: str | os.PathLike[str]) -> Any:
+    """Build the Flask app serving ``samples_dir`` (and nothing else).
+
+    Args:
+        samples_dir: a folder written by ``nimbus uncertain`` (it must hold ``manifest.json``).
+
+    Returns:
+        The Flask application.
+    """
+    from flask import Flask, abort, jsonify, request, send_file, send_from_directory
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.security import safe_join
+
+    samples = SampleSet(samples_dir)
+    app = Flask("nimbus.labeler", static_folder=str(STATIC), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["SAMPLES"] = samples
+
+    def known(sid: str) -> Any:
+        try:
+            return samples.get(sid)
+        except LabelError:
+            abort(404, description=f"no sample named {sid!r} in {samples.root}")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        resp = jsonify(error=exc.description or exc.name, status=exc.code)
+        resp.status_code = exc.code or 500
+        return resp
+
+    @app.after_request
+    def no_cache(resp: Any) -> Any:
+        if request.path.startswith("/api/"):
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.get("/")
+    def index() -> Any:
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/api/info")
+    def info() -> Any:
+        return jsonify(
+            root=str(samples.root),
+            classes=[
+                {"value": v, "name": CLASS_NAMES[v], "color": list(CLASS_COLORS.get(v, (0, 0, 0)))} for v in CLASS_VALUES
+            ],
+            nodata=NODATA,
+            layers=list(LAYERS),
+            selection=samples.selection,
+        )
+
+    @app.get("/api/samples")
+    def list_samples() -> Any:
+        return jsonify(samples=[s.to_dict() for s in samples.samples()])
+
+    @app.get("/api/samples/<sid>")
+    def sample(sid: str) -> Any:
+        s = known(sid)
+        layers = [name for name in (*LAYERS, LABEL_LAYER) if samples.layer_path(sid, name).is_file()]
+        return jsonify(sample=s.to_dict(), layers=layers)
+
+    @app.get("/api/samples/<sid>/layers/<layer>.png")
+    def layer_png(sid: str, layer: str) -> Any:
+        known(sid)
+        if layer not in LAYERS and layer != LABEL_LAYER:
+            abort(404, description=f"unknown layer {layer!r}")
+        if not samples.layer_path(sid, layer).is_file():
+            abort(404, description=f"sample {sid} has no layer {layer!r}")
+        png = render_layer(samples, sid, layer)
+        resp = send_file(io.BytesIO(png), mimetype="image/png")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.get("/api/samples/<sid>/label")
+    def get_label(sid: str) -> Any:
+        s = known(sid)
+        try:
+            label, source = samples.read_label(sid)
+        except LabelError as exc:
+            abort(500, description=str(exc))
+        return jsonify(
+            revision=s.revision,
+            status=s.status,
+            source=source,
+            width=int(label.shape[1]),
+            height=int(label.shape[0]),
+            data=base64.b64encode(label.tobytes()).decode("ascii"),
+        )
+
+    @app.put("/api/samples/<sid>/label")
+    def put_label(sid: str) -> Any:
+        s = known(sid)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, description="the body must be JSON: {revision, width, height, data (base64 uint8)}")
+        try:
+            revision = int(body["revision"])
+            width, height = int(body["width"]), int(body["height"])
+            raw = base64.b64decode(str(body["data"]), validate=True)
+        except (KeyError, TypeError, ValueError) as exc:
+            abort(400, description=f"malformed label request for sample {sid}: {exc}")
+        if (height, width) != s.shape:
+            abort(400, description=f"label shape ({height}, {width}) does not match sample {sid}'s {s.shape}")
+        if len(raw) != width * height:
+            abort(400, description=f"label of sample {sid} has {len(raw)} bytes, expected {width * height}")
+        label = np.frombuffer(raw, np.uint8).reshape(height, width)
+        status = body.get("status")
+        try:
+            saved = samples.save_label(sid, label, revision, status=status)
+        except RevisionConflictError as exc:
+            resp = jsonify(error=str(exc), status=409, revision=samples.get(sid).revision)
+            resp.status_code = 409
+            return resp
+        except LabelError as exc:
+            abort(400, description=str(exc))
+        return jsonify(sample=saved.to_dict())
+
+    @app.get("/files/<path:subpath>")
+    def files(subpath: str) -> Any:
+        joined = safe_join(str(samples.root), subpath)
+        if joined is None:
+            abort(403, description="path outside the samples folder refused")
+        path = Path(joined).resolve()
+        if samples.root not in path.parents or not path.is_file() or path.name.startswith("."):
+            abort(404, description=f"no file {subpath!r} in the samples folder")
+        return send_file(path)
+
+    return app
+
+
+def serve(
+    samples_dir: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    open_browser: bool = True,
+) -> None:
+    """Run the labelling tool until Ctrl-C.
+
+    Args:
+        samples_dir: the samples folder.
+        host: address to bind (127.0.0.1 keeps it local; binding elsewhere exposes the folder).
+        port: TCP port (0 picks a free one).
+        open_browser: open the page in the default browser.
+    """
+    from werkzeug.serving import make_server
+
+    app = create_app(samples_dir)
+    server = make_server(host, port, app, threaded=True)
+    url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{server.port}/"
+    n = len(app.config["SAMPLES"])
+    print(f"nimbus label: {n} samples in {app.config['SAMPLES'].root}", flush=True)
+    print(f"nimbus label: open {url}  (Ctrl-C to stop)", flush=True)
+    if open_browser:
+        threading.Timer(0.5, lambda: webbrowser.open(url)).start()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("nimbus label: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
