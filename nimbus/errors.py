@@ -17,6 +17,7 @@ __all__ = [
     "NimbusError",
     "NotAProductError",
     "ProductError",
+    "ResampleError",
     "TrainingError",
 ]
 
@@ -59,6 +60,10 @@ class ExtractError(NimbusError):
 
 class LabelError(NimbusError):
     """Label inputs are inconsistent (grid, values) or a hand label is malformed."""
+
+
+class ResampleError(NimbusError, ValueError):
+    """A resampling request is invalid (dtype, shape, factor, method or window)."""
 
 
 class TrainingError(NimbusError):
