@@ -70,6 +70,108 @@ class NimbusCLI:
         product = make_product(out, size=size, level=level, baseline=baseline, zipped=zipped, seed=seed, tile=tile)
         return str(product.path)
 
+    def label(self, samples_dir: str, host: str = "127.0.0.1", port: int = 8765, no_browser: bool = False) -> None:
+        """Open the labelling web tool on a samples folder written by `nimbus uncertain`.
+
+        Serves only that folder, on 127.0.0.1 by default, prints its URL and opens the browser.
+        Labels are saved as georeferenced uint8 GeoTIFFs (label.tif) beside each sample.
+
+        Args:
+            samples_dir: the samples folder (holds manifest.json).
+            host: address to bind; keep 127.0.0.1 unless others must reach it.
+            port: TCP port (0 picks a free one).
+            no_browser: do not open a browser window.
+        """
+        from nimbus.labeler.server import serve
+
+        serve(samples_dir, host=host, port=port, open_browser=not no_browser)
+
+
+    def extract(self, src: str, dst: str, cog: bool = False, max_gb: float = 8.0, max_ratio: float = 200.0) -> str:
+        """Unpack every zipped product in SRC into DST/<tile>/<product id>/ (safe, atomic, idempotent).
+
+        Archives with absolute or `..` entry paths (zip-slip) or that would expand beyond the limits
+        (zip bombs) are refused; corrupt archives are reported and skipped while the others go on.
+        A re-run skips finished products; an interrupted run leaves no half-extracted product.
+
+        Args:
+            src: a folder of zipped products (or one .zip).
+            dst: the store's root folder.
+            cog: transcode the JPEG2000 bands to Cloud-Optimized GeoTIFF (ZSTD + predictor).
+            max_gb: refuse an archive expanding to more than this many GB.
+            max_ratio: refuse an entry (>1 MB) compressed more than this ratio.
+
+        Returns:
+            The summary: extracted / skipped / failed (the exit status is 1 when any failed).
+        """
+        from nimbus.errors import ExtractError
+        from nimbus.extract import ExtractLimits, extract_all
+
+        limits = ExtractLimits(max_total_bytes=int(max_gb * 1024**3), max_ratio=float(max_ratio))
+        summary = extract_all(src, dst, cog=cog, limits=limits)
+        if summary.failed:
+            raise ExtractError(str(summary))
+        return str(summary)
+
+    def auxiliary(
+        self,
+        out: str,
+        tile: str | None = None,
+        product: str | None = None,
+        res: int = 10,
+        dem: Any = None,
+        treecover: Any = None,
+        water: Any = None,
+        fill: bool = False,
+        overwrite: bool = False,
+    ) -> str:
+        """Warp auxiliary rasters (any CRS, one or several each) onto a Sentinel-2 tile grid.
+
+        Writes OUT/<TILE>_<layer>_<res>m.tif (COG) for each layer given, on the grid of --product or
+        of --tile (computed from the MGRS code). DEM and tree cover are interpolated bilinearly,
+        water by nearest neighbour. A layer that does not cover the grid fully is an error saying how
+        much is missing, unless --fill.
+
+        Args:
+            out: the auxiliary folder (give it to `nimbus segment --aux` and `nimbus arrays --aux`).
+            tile: the tile code, e.g. 32TMS (when no product is given).
+            product: a product whose exact grid is used.
+            res: pixel size in metres: 10, 20 or 60.
+            dem: DEM raster(s) (AW3D30, Copernicus DEM...): files, comma-separated, or a folder of .tif.
+            treecover: tree canopy cover raster(s) (GFCC, percent).
+            water: JRC global surface water raster(s) (occurrence or extent).
+            fill: write nodata where the rasters do not cover the grid instead of failing.
+            overwrite: rebuild layers whose file already exists.
+
+        Returns:
+            One line per layer: file and coverage.
+        """
+        from nimbus.auxiliary import build_auxiliary
+        from nimbus.errors import AuxiliaryDataError
+
+        layers = {name: _paths(v) for name, v in (("altitude", dem), ("treecover", treecover), ("water", water)) if v}
+        if not layers:
+            raise AuxiliaryDataError("give at least one of --dem, --treecover, --water")
+        reports = build_auxiliary(out, layers, tile=tile, product=product, res=res, allow_fill=fill, overwrite=overwrite)
+        return "\n".join(f"{r.path}: {r.layer}, {100 * (1 - r.missing_fraction):.2f}% covered" for r in reports)
+
+
+def _paths(value: Any) -> list[str]:
+    """File paths from a CLI value: a path, a comma-separated string, a list, or a folder of rasters."""
+    from pathlib import Path
+
+    items = list(value) if isinstance(value, (list, tuple)) else str(value).split(",")
+    out: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.iterdir() if f.suffix.lower() in (".tif", ".tiff", ".vrt", ".jp2", ".img"))
+        else:
+            out.append(item)
+    return out
+
 
 def _pop_flag(argv: list[str], flag: str) -> bool:
     if flag in argv:
