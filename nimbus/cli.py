@@ -70,6 +70,96 @@ class NimbusCLI:
         product = make_product(out, size=size, level=level, baseline=baseline, zipped=zipped, seed=seed, tile=tile)
         return str(product.path)
 
+    def segment(
+        self,
+        *products: str,
+        model: str | None = None,
+        aux: str | None = None,
+        out: str = ".",
+        overlap: float | None = None,
+        window: int | None = None,
+        weights: str = "spline",
+        tta: int = 0,
+        batch: int = 8,
+        provider: str = "auto",
+        threads: int = 0,
+        probabilities: str | bool | None = None,
+        uncertainty: bool = False,
+        quicklook: bool = False,
+        overwrite: bool = False,
+    ) -> str:
+        """Segment Sentinel-2 products into class maps (COG: 0 cloud, 1 ground, 2 snow, 3 water, 255 no data).
+
+        Args:
+            products: product paths (.SAFE folders, zipped SAFEs, COG folders).
+            model: the Nimbus ONNX model (default: the model shipped with nimbus, when present).
+            aux: folder of auxiliary layers (`nimbus auxiliary`) for models that take them.
+            out: output folder; names carry the product id and the model name and version.
+            overlap: window overlap fraction, 0 <= overlap < 1 (default: the model's).
+            window: window size in pixels (default: the model's).
+            weights: blending weights: spline, gaussian or tukey.
+            tta: D4 test-time augmentation: number of flips/rotations averaged (0 = off, up to 8).
+            batch: windows per inference call.
+            provider: auto (CUDA if usable, else CPU), cpu, cuda or tensorrt.
+            threads: CPU threads (0 = all cores).
+            probabilities: also write per-class probabilities: uint8 (flag alone) or float16.
+            uncertainty: also write the per-pixel uncertainty (normalised entropy).
+            quicklook: also write a PNG quicklook (true colour beside the classes, with a legend).
+            overwrite: redo products whose outputs exist (default: skip them).
+
+        Returns:
+            One line per product: the class map written (or skipped). Exits non-zero when any
+            product failed; the others are still processed.
+        """
+        from pathlib import Path
+
+        from nimbus.errors import ModelError, NimbusError
+
+        if model is None:
+            shipped = sorted((Path(__file__).resolve().parent.parent / "export").glob("*default*.onnx"))
+            try:
+                import nimbus.export as _export  # the packaged export folder
+
+                shipped = sorted(Path(_export.__file__).parent.glob("*default*.onnx")) or shipped
+            except Exception:  # noqa: BLE001 - the training extra may be absent
+                pass
+            if not shipped:
+                raise ModelError("no model given and no default model shipped; pass --model MODEL.onnx")
+            model = str(shipped[0])
+        if not products:
+            raise NimbusError("no product given: nimbus segment PRODUCT... --model MODEL.onnx")
+        if probabilities is True:
+            probabilities = "uint8"
+        if probabilities not in (None, False, "uint8", "float16"):
+            raise NimbusError(f"--probabilities must be uint8 or float16, not {probabilities!r}")
+        from nimbus.segmenter import Segmenter
+
+        seg = Segmenter(
+            model, provider=provider, threads=threads, batch=batch, window=window, overlap=overlap,
+            weights=weights, tta=tta, aux_dir=aux,
+        )
+        lines, failed = [], []
+        for i, product in enumerate(products, 1):
+            print(f"[{i}/{len(products)}] {product}", file=sys.stderr)
+            try:
+                res = seg.segment(
+                    product, out=out, probabilities=probabilities or None, uncertainty=uncertainty,
+                    quicklook=quicklook, overwrite=overwrite,
+                )
+            except (NimbusError, OSError, ValueError, RuntimeError) as exc:
+                failed.append(product)
+                print(f"nimbus: error: {product}: {exc}", file=sys.stderr)
+                continue
+            if res.skipped:
+                lines.append(f"skipped (exists, use --overwrite): {res.classes}")
+            else:
+                secs = res.seconds.get("total", 0.0)
+                lines.append(f"{res.classes}  ({res.windows} windows, {res.windows_skipped} empty skipped, {secs:.1f} s)")
+        if failed:
+            print("\n".join(lines))
+            raise NimbusError(f"{len(failed)} of {len(products)} product(s) failed: {', '.join(failed)}")
+        return "\n".join(lines)
+
     def label(self, samples_dir: str, host: str = "127.0.0.1", port: int = 8765, no_browser: bool = False) -> None:
         """Open the labelling web tool on a samples folder written by `nimbus uncertain`.
 
