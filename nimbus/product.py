@@ -526,18 +526,35 @@ class Product:
         return data, valid
 
     def _read_on_grid(self, band: str, res: int, r0: int, c0: int, h: int, w: int, method: str) -> np.ndarray:
+        """``band`` on the ``res`` grid for rows [r0, r0+h) x cols [c0, c0+w); outside the grid is nodata."""
+        from fractions import Fraction
+
+        from nimbus.resample import destination_shape, read_resampled
+
         src_res = self._band_res[band]
         if src_res == res:
             return self._read_raw(band, r0, c0, h, w)
-        if src_res > res:
-            factor = src_res // res
-            method = "nearest" if band in _CATEGORICAL else method
-            return _upsample_window(lambda rr, cc, hh, ww: self._read_raw(band, rr, cc, hh, ww), self._band_shape(band), factor, r0, c0, h, w, method, self.nodata)
-        factor = res // src_res
-        src = self._read_raw(band, r0 * factor, c0 * factor, h * factor, w * factor)
+        src_shape = self._band_shape(band)
+        factor = Fraction(src_res, res)
         if band in _CATEGORICAL:
-            return np.ascontiguousarray(src[factor // 2 :: factor, factor // 2 :: factor])
-        return _downsample_mean(src, factor, self.nodata)
+            method = "nearest"
+        elif src_res < res:
+            method = "average"
+        # the part of the window inside the destination grid; the rest stays nodata
+        dh, dw = destination_shape(src_shape, factor)
+        y0, x0 = max(r0, 0), max(c0, 0)
+        y1, x1 = min(r0 + h, dh), min(c0 + w, dw)
+        out = np.full((h, w), self.nodata, np.uint16)
+        if y1 <= y0 or x1 <= x0:
+            return out
+
+        def read_src(win: Window) -> np.ndarray:
+            rr, cc, hh, ww = _window_ints(win)
+            return self._read_raw(band, rr, cc, hh, ww)
+
+        block = read_resampled(read_src, src_shape, factor, Window(x0, y0, x1 - x0, y1 - y0), method, self.nodata)
+        out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = block
+        return out
 
     # ------------------------------------------------------------------ description
 
@@ -617,81 +634,6 @@ def _window_ints(window: Window | Sequence[Any]) -> tuple[int, int, int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(f"window {window} is empty")
     return r0, c0, h, w
-
-
-# ----------------------------------------------------------------------------------------- resampling
-
-def _upsample_window(read_src, src_shape, factor, r0, c0, h, w, method, nodata):  # type: ignore[no-untyped-def]
-    """Upsample the part of a band that covers dst window (r0, c0, h, w) of a grid ``factor`` times finer."""
-    return _numpy_upsample_window(read_src, src_shape, factor, r0, c0, h, w, method, nodata)
-
-
-def _taps(dst0: int, n: int, factor: int, src_n: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices (n, k) and weights (n, k) along one axis, edges clamped (global coordinates)."""
-    i = np.arange(dst0, dst0 + n, dtype=np.float64)
-    u = (i + 0.5) / factor - 0.5
-    if method == "nearest":
-        idx = np.floor(i / factor).astype(np.int64)[:, None]
-        return np.clip(idx, 0, src_n - 1), np.ones((n, 1))
-    base = np.floor(u).astype(np.int64)
-    t = u - base
-    if method == "bilinear":
-        idx = np.stack([base, base + 1], axis=1)
-        wts = np.stack([1.0 - t, t], axis=1)
-    else:  # cubic, Keys a = -0.5
-        a = -0.5
-        idx = np.stack([base - 1, base, base + 1, base + 2], axis=1)
-        d = np.abs(np.stack([t + 1, t, 1 - t, 2 - t], axis=1))
-        wts = np.where(d <= 1, (a + 2) * d**3 - (a + 3) * d**2 + 1, np.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, 0.0))
-    return np.clip(idx, 0, src_n - 1), wts
-
-
-def _numpy_upsample_window(read_src, src_shape, factor, r0, c0, h, w, method, nodata):  # type: ignore[no-untyped-def]
-    sh, sw = src_shape
-    yi, yw = _taps(r0, h, factor, sh, method)
-    xi, xw = _taps(c0, w, factor, sw, method)
-    ys0, ys1 = int(yi.min()), int(yi.max()) + 1
-    xs0, xs1 = int(xi.min()), int(xi.max()) + 1
-    src = read_src(ys0, xs0, ys1 - ys0, xs1 - xs0).astype(np.float64)
-    ok = src != nodata
-    yl, xl = yi - ys0, xi - xs0
-    acc = np.zeros((h, w))
-    wsum = np.zeros((h, w))
-    for a in range(yl.shape[1]):
-        rows = src[yl[:, a]]
-        okr = ok[yl[:, a]]
-        for b in range(xl.shape[1]):
-            wt = yw[:, a][:, None] * xw[:, b][None, :]
-            v = rows[:, xl[:, b]]
-            m = okr[:, xl[:, b]]
-            acc += np.where(m, wt * v, 0.0)
-            wsum += np.where(m, wt, 0.0)
-    # nearest source pixel decides validity: nodata never spreads into data, nor data into nodata
-    ny = np.clip(np.floor(np.arange(r0, r0 + h) / factor).astype(np.int64), 0, sh - 1) - ys0
-    nx = np.clip(np.floor(np.arange(c0, c0 + w) / factor).astype(np.int64), 0, sw - 1) - xs0
-    near_ok = ok[ny][:, nx]
-    near_val = src[ny][:, nx]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        val = np.where(wsum > 1e-6, acc / np.where(wsum > 1e-6, wsum, 1.0), near_val)
-    out = np.clip(np.rint(val), 1, 65535)
-    out = np.where(near_ok, out, nodata).astype(np.uint16)
-    outside_r = (np.arange(r0, r0 + h) < 0) | (np.arange(r0, r0 + h) >= sh * factor)
-    outside_c = (np.arange(c0, c0 + w) < 0) | (np.arange(c0, c0 + w) >= sw * factor)
-    out[outside_r, :] = nodata
-    out[:, outside_c] = nodata
-    return out
-
-
-def _downsample_mean(src: np.ndarray, factor: int, nodata: int) -> np.ndarray:
-    h, w = src.shape[0] // factor, src.shape[1] // factor
-    blocks = src[: h * factor, : w * factor].reshape(h, factor, w, factor).astype(np.float64)
-    ok = blocks != nodata
-    n = ok.sum(axis=(1, 3))
-    s = np.where(ok, blocks, 0.0).sum(axis=(1, 3))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, s / np.maximum(n, 1), nodata)
-    out = np.where(n > 0, np.clip(np.rint(mean), 1, 65535), nodata)
-    return out.astype(np.uint16)
 
 
 # ----------------------------------------------------------------------------------------- opening

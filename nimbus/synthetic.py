@@ -36,7 +36,7 @@ __all__ = [
     "SyntheticProduct",
     "fractal_noise",
     "make_product",
-    "tile_grid",
+    "tile_origin",
 ]
 
 #: Class values of the truth map.
@@ -231,41 +231,22 @@ def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, noda
 # ----------------------------------------------------------------------------------------- tile grid
 
 
-def tile_grid(tile: str) -> tuple[int, float, float]:
-    """EPSG code and upper-left corner of an MGRS tile, as in Sentinel-2 tile metadata.
-
-    The easting follows the MGRS 100 km column letters exactly (Sentinel-2 tiles start 40 m west of
-    the column edge: 399960, 499980...); the northing is the 100 km row closest to the latitude band
-    (good to the row, enough for a plausible synthetic grid).
+def tile_origin(tile: str) -> tuple[int, float, float]:
+    """EPSG code and upper-left corner of a Sentinel-2 tile (from :mod:`nimbus.grid`).
 
     Args:
-        tile: e.g. ``"32TMS"``.
+        tile: MGRS code, e.g. ``"32TMS"``.
 
     Returns:
-        (epsg, ulx, uly).
+        (epsg, ulx, uly) exactly as in the real tile metadata's ``Geoposition``.
     """
-    zone, band, col, row = int(tile[:2]), tile[2].upper(), tile[3].upper(), tile[4].upper()
-    north = band >= "N"
-    epsg = (32600 if north else 32700) + zone
-    col_sets = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")
-    letters = col_sets[(zone - 1) % 3]
-    if col not in letters:
-        raise ValueError(f"tile {tile!r}: column letter {col!r} is not used in UTM zone {zone}")
-    # Sentinel-2 tile origins per 100 km column (they overlap their neighbours by 9.8 km).
-    ulx = (99960.0, 199980.0, 300000.0, 399960.0, 499980.0, 600000.0, 699960.0, 799980.0)[letters.index(col)]
-    rows = "ABCDEFGHJKLMNPQRSTUV"
-    ri = rows.index(row) if row in rows else 0
-    if zone % 2 == 0:
-        ri = (ri - 5) % 20
-    bands = "CDEFGHJKLMNPQRSTUVWX"
-    lat = -80.0 + 8.0 * bands.index(band) + 4.0 if band in bands else 45.0
-    est = lat * 110900.0 + (0.0 if north else 10_000_000.0)
-    cycle = 2_000_000.0
-    base = ri * 100000.0
-    k = round((est - base) / cycle)
-    northing = base + k * cycle
-    uly = northing + 100000.0 + 20.0
-    return epsg, float(ulx), float(uly)
+    from nimbus.grid import tile_grid
+
+    try:
+        g = tile_grid(tile, 10)
+    except Exception as exc:  # TileCodeError, a NimbusError and a ValueError
+        raise ValueError(str(exc)) from exc
+    return int(g.crs.to_epsg()), float(g.transform.c), float(g.transform.f)
 
 
 # ----------------------------------------------------------------------------------------- metadata XML
@@ -624,7 +605,7 @@ def make_product(
     datastrip_id = f"{sat}_OPER_MSI_L{n}_DS_{centre}_{gen_s}_S{sdate}_N{baseline}"
     granule_id = f"{sat}_OPER_MSI_L{n}_TL_{centre}_{gen_s}_A{abs_orbit:06d}_T{tile}_N{baseline}"
 
-    epsg, ulx, uly = tile_grid(tile)
+    epsg, ulx, uly = tile_origin(tile)
     scene = _make_scene(size, rng, cloud_fraction, nodata_swath)
     refl = scene.toa if level == "L1C" else scene.boa
     offset = -1000.0 if baseline_has_offsets(baseline) else 0.0
