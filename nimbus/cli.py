@@ -50,24 +50,42 @@ class NimbusCLI:
         zipped: bool = False,
         seed: int = 0,
         tile: str = "32TMS",
+        date: str | None = None,
+        nodata_swath: bool = False,
+        cloud_fraction: float = 0.3,
     ) -> str:
         """Write a synthetic Sentinel-2 product in the real SAFE format, with its true class map.
 
+        Beside the product it writes ``<product_id>_truth.tif`` (0 cloud, 1 ground, 2 snow, 3 water,
+        255 nodata) and ``<product_id>_aux/`` (the scene's altitude and tree cover at 10/20/60 m).
+
         Args:
             out: folder in which the product (and its ``*_truth.tif``) is written.
-            size: width and height in 10 m pixels (20/60 m bands get size/2 and size/6).
+            size: width and height in 10 m pixels, a multiple of 6 (20/60 m bands get size/2 and size/6).
             level: "L1C" or "L2A".
             baseline: processing baseline such as "02.06" or "05.10" (04.00 and later carry offsets).
             zipped: write a zipped SAFE instead of a folder.
             seed: random seed; the same seed gives the same product.
             tile: MGRS tile code written into the names and metadata.
+            date: sensing date "YYYY-MM-DD" (default: derived from the seed).
+            nodata_swath: add a diagonal region without data (0 in all bands, 255 in the truth).
+            cloud_fraction: target cloud fraction, 0..1.
 
         Returns:
             The path of the product written.
         """
         from nimbus.synthetic import make_product
 
-        product = make_product(out, size=size, level=level, baseline=baseline, zipped=zipped, seed=seed, tile=tile)
+        try:
+            product = make_product(
+                out, size=size, level=level, zipped=zipped, seed=seed, tile=tile,
+                baseline=f"{baseline:05.2f}" if isinstance(baseline, (int, float)) else str(baseline),
+                date=date, nodata_swath=nodata_swath, cloud_fraction=cloud_fraction,
+            )  # fmt: skip
+        except ValueError as exc:
+            from nimbus.errors import NimbusError
+
+            raise NimbusError(f"synthetic: {exc}") from exc
         return str(product.path)
 
     def segment(
