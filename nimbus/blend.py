@@ -18,14 +18,12 @@ The accumulation is two steps per strip of rows:
 
 :func:`accumulate_reference` / :func:`finalize_reference` are the plain numpy definitions the
 kernels are tested against. :func:`cuda_accumulate` / :func:`cuda_finalize` do the same on device
-arrays with numba.cuda (tested on CPU through ``NUMBA_ENABLE_CUDASIM=1``).
+arrays with the numba.cuda kernels of :mod:`nimbus.blend_cuda` (tested on CPU through ``NUMBA_ENABLE_CUDASIM=1``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -44,6 +42,12 @@ def _kernels() -> Any:
     from nimbus import _kernels
 
     return _kernels
+
+
+def _cuda() -> Any:
+    from nimbus import blend_cuda  # numba.cuda is imported only for the GPU path
+
+    return blend_cuda
 
 
 def accumulate(
@@ -142,59 +146,6 @@ def finalize_reference(
     return classes, probs, ent
 
 
-@lru_cache(maxsize=1)
-def _cuda_kernels() -> tuple[Any, Any]:
-    from numba import cuda, float32
-
-    @cuda.jit
-    def _acc_kernel(acc, wsum, probs, weights, rows, cols):  # pragma: no cover - runs on device
-        # grid: (x over window width, y over window height, n over windows)
-        x, y = cuda.grid(2)
-        n = cuda.blockIdx.z
-        h = weights.shape[0]
-        w = weights.shape[1]
-        if x >= w or y >= h:
-            return
-        r = rows[n] + y
-        c = cols[n] + x
-        wt = weights[y, x]
-        cuda.atomic.add(wsum, (r, c), wt)
-        for k in range(probs.shape[1]):
-            cuda.atomic.add(acc, (k, r, c), float32(probs[n, k, y, x]) * wt)
-
-    @cuda.jit
-    def _fin_kernel(acc, wsum, valid, class_values, classes, entropy, want_entropy):  # pragma: no cover
-        x, y = cuda.grid(2)
-        if y >= wsum.shape[0] or x >= wsum.shape[1]:
-            return
-        s = wsum[y, x]
-        K = acc.shape[0]
-        if valid[y, x] == 0 or not s > 0:
-            classes[y, x] = 255
-            for k in range(K):
-                acc[k, y, x] = 0.0
-            if want_entropy:
-                entropy[y, x] = 0.0
-            return
-        inv = float32(1.0) / s
-        best = 0
-        bestv = float32(-1.0)
-        hsum = float32(0.0)
-        for k in range(K):
-            p = acc[k, y, x] * inv
-            acc[k, y, x] = p
-            if p > bestv:
-                bestv = p
-                best = k
-            if p > 0:
-                hsum -= p * math.log(p)
-        classes[y, x] = class_values[best]
-        if want_entropy:
-            entropy[y, x] = hsum
-
-    return _acc_kernel, _fin_kernel
-
-
 def cuda_accumulate(acc: Any, wsum: Any, probs: Any, weights: Any, rows: Any, cols: Any, stream: Any = 0) -> None:
     """:func:`accumulate` on the GPU with numba.cuda (atomic adds; windows may overlap).
 
@@ -214,7 +165,7 @@ def cuda_accumulate(acc: Any, wsum: Any, probs: Any, weights: Any, rows: Any, co
     h, w = weights.shape
     tpb = (32, 8)
     grid = ((w + tpb[0] - 1) // tpb[0], (h + tpb[1] - 1) // tpb[1], n)
-    _cuda_kernels()[0][grid, tpb, stream](acc, wsum, probs, weights, rows, cols)
+    _cuda().accumulate_kernel[grid, tpb, stream](acc, wsum, probs, weights, rows, cols)
 
 
 def cuda_finalize(acc: Any, wsum: Any, valid: Any, class_values: Any, classes: Any, entropy: Any = None, stream: Any = 0) -> None:
@@ -236,4 +187,4 @@ def cuda_finalize(acc: Any, wsum: Any, valid: Any, class_values: Any, classes: A
     grid = ((w + tpb[0] - 1) // tpb[0], (h + tpb[1] - 1) // tpb[1])
     want = entropy is not None
     ent = entropy if want else cuda.device_array((1, 1), np.float32)
-    _cuda_kernels()[1][grid, tpb, stream](acc, wsum, valid, class_values, classes, ent, want)
+    _cuda().finalize_kernel[grid, tpb, stream](acc, wsum, valid, class_values, classes, ent, want)

@@ -262,6 +262,7 @@ class Segmenter:
         self.progress = progress
         self._mean = np.asarray(spec.mean, np.float32)[:, None, None]
         self._std = np.asarray(spec.std, np.float32)[:, None, None]
+        self.last_stats: dict[str, Any] = {}
         self._use_cuda = False
         if self.session.on_gpu:
             try:
@@ -425,6 +426,7 @@ class Segmenter:
             writer_t.join()
             if errors:
                 raise errors[0]
+            self.last_stats = stats
         finally:
             stop.set()
             bar.close()

@@ -37,6 +37,7 @@ def make_model(
         ``"logits"``: the 1x1 convolution only (metadata says softmax is not in the graph).
         ``"symmetric"``: softmax over a 3x3 convolution whose kernels are symmetric under the
             dihedral group D4 (so the model commutes with flips and rotations).
+        ``"conv3"``: softmax over a random (not symmetric) 3x3 convolution.
 
     Args:
         path: output ``.onnx`` path.
@@ -82,6 +83,13 @@ def make_model(
         ker[:, :, [0, 0, 2, 2], [0, 2, 0, 2]] = a[..., None]
         ker[:, :, [0, 1, 1, 2], [1, 0, 2, 1]] = b[..., None]
         ker[:, :, 1, 1] = cc
+        inits.append(numpy_helper.from_array(ker.astype(npdt), "w"))
+        nodes += [
+            helper.make_node("Conv", ["input", "w"], ["z"], pads=[1, 1, 1, 1]),
+            helper.make_node("Softmax", ["z"], ["probabilities"], axis=1),
+        ]
+    elif kind == "conv3":
+        ker = np.random.default_rng(2).normal(0, 1e-3, (k, c, 3, 3)).astype(np.float32)
         inits.append(numpy_helper.from_array(ker.astype(npdt), "w"))
         nodes += [
             helper.make_node("Conv", ["input", "w"], ["z"], pads=[1, 1, 1, 1]),
