@@ -328,7 +328,7 @@ class Product:
     def _derived_grid(self, res: int) -> _Grid:
         g = self._grids[10]
         f = res // 10
-        return _Grid((g.shape[0] // f, g.shape[1] // f), g.transform * Affine.scale(f))
+        return _Grid((g.shape[0] // f, g.shape[1] // f), g.transform @ Affine.scale(f))
 
     def _grids_from_files(self, tile_metadata: TileMetadata | None) -> None:
         """Grids from the rasters themselves (cloud COG folders, whose files may be decimated)."""

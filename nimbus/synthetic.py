@@ -527,7 +527,7 @@ def _write_tif(path: Path, data: np.ndarray, epsg: int, transform: tuple[float, 
 def _quantise(refl: np.ndarray, offset: float, rng: np.random.Generator, noise: float) -> np.ndarray:
     """Reflectance -> DN with the processor's rule DN = refl * 10000 - offset, plus sensor noise."""
     noisy = refl + rng.normal(0.0, noise, refl.shape).astype(np.float32) * np.sqrt(np.maximum(refl, 0.01) / 0.1)
-    dn = np.rint(noisy * _QUANT - offset)
+    dn = np.rint(noisy.astype(np.float64) * _QUANT) - offset  # round first: the same DN + offset in every baseline
     return np.clip(dn, 1, 65534).astype(np.uint16)
 
 
