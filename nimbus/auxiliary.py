@@ -175,8 +175,9 @@ def read_layer(
     shape: tuple[int, int],
     resampling: Resampling | str | None = None,
     layer: str | None = None,
+    band: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read a single-band raster onto a target grid (a window of a tile grid).
+    """Read one band of a raster onto a target grid (a window of a tile grid).
 
     When the file lies on the same grid (same CRS, pixel size and pixel phase) its pixels are read
     directly for the window; otherwise the window is warped on the fly from the file.
@@ -188,6 +189,7 @@ def read_layer(
         shape: the target (height, width).
         resampling: GDAL resampling when warping; default by ``layer`` (nearest when unknown).
         layer: the layer name, which picks the default resampling.
+        band: the band to read (1-based).
 
     Returns:
         ``(data float32 (h, w), valid bool (h, w))``; invalid pixels hold 0.
@@ -213,19 +215,21 @@ def read_layer(
             c0, c1 = max(col, 0), min(col + w, src.width)
             if r1 > r0 and c1 > c0:
                 win = Window(c0, r0, c1 - c0, r1 - r0)
-                arr = src.read(1, window=win, masked=True)
+                arr = src.read(band, window=win, masked=True)
                 sl = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
                 data[sl] = np.ma.filled(arr.astype(np.float32), 0.0)
                 valid[sl] = ~np.ma.getmaskarray(arr)
         else:
             data = np.full((h, w), np.nan, np.float32)
+            if not 1 <= band <= src.count:
+                raise AuxiliaryDataError(f"{path}: has {src.count} band(s), band {band} was asked for")
             reproject(
-                source=rasterio.band(src, 1),
+                source=rasterio.band(src, band),
                 destination=data,
                 dst_transform=transform,
                 dst_crs=crs,
                 dst_nodata=np.nan,
-                src_nodata=src.nodata,
+                src_nodata=src.nodatavals[band - 1],
                 resampling=resampling,
             )
             valid = np.isfinite(data)

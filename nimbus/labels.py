@@ -1,0 +1,456 @@
+"""Training labels: class maps from ExoLabs, S2cloudless, JRC water or L2A scene classification.
+
+Classes: 0 cloud, 1 ground, 2 snow, 3 water, 255 no data (ignored by training).
+
+Inputs (any CRS and grid; reprojected by nearest neighbour onto the target grid, refused when they
+do not overlap it at all):
+
+- ExoLabs classification, band 1: 0 nodata, 2 dark region, 3 cloud, 4 snow; band 2: 1 no snow, 2 snow.
+  "ExoLabs snow" is band 2 = 2 or band 1 = 4; "ExoLabs cloud" is band 1 = 3.
+- S2cloudless cloud probability rasters, 0-100 (or 0-1), or computed locally from the product with
+  the ``s2cloudless`` package, fed top-of-atmosphere reflectance (10 bands at 160 m, as it was trained).
+- JRC global surface water: value 1 = water (or, with ``water_threshold``, occurrence >= threshold).
+
+Rules, in the original order:
+
+- with S2cloudless: start from cloud (0); ExoLabs no snow or dark region -> ground (1); water -> 3;
+  ExoLabs snow -> 2; S2cloudless probability > ``threshold`` (default 0.5) -> cloud, overriding all.
+- without S2cloudless: start from ground (1); water -> 3; ExoLabs snow -> 2; ExoLabs cloud -> 0.
+
+``masked``: pixels with ExoLabs nodata (band 1 = 0) or without data in any label input become 255.
+Without it they keep the class the rules give, and the output's metadata says how many there were
+(``uncovered_pixels``). Pixels without image data (the product's nodata) are 255 in every mode: no
+pixel without input data ever carries a class.
+
+L2A scene classification (``SCL_TO_CLASS``), for users without ExoLabs: 8, 9 (cloud medium/high
+probability) and 10 (thin cirrus) -> cloud; 11 snow -> snow; 6 water -> water; 2 dark area,
+3 cloud shadow, 4 vegetation, 5 not vegetated -> ground; 0 nodata, 1 saturated/defective and
+7 unclassified -> 255.
+
+The output is one uint8 COG (palette, nodata 255) on the grid of the product's arrays (or of a
+product at a chosen resolution), with the date read from the metadata, never from file names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+from rasterio.windows import Window
+
+from nimbus.atomic import atomic_path
+from nimbus.auxiliary import read_layer
+from nimbus.errors import LabelError
+
+__all__ = [
+    "CLOUD",
+    "GROUND",
+    "NODATA",
+    "S2CLOUDLESS_BANDS",
+    "SCL_TO_CLASS",
+    "SNOW",
+    "WATER",
+    "LabelReport",
+    "build_labels",
+    "cloud_probability",
+    "exolabs_rules",
+    "scl_to_classes",
+]
+
+CLOUD, GROUND, SNOW, WATER, NODATA = 0, 1, 2, 3, 255
+
+#: The bands ``s2cloudless`` expects (``all_bands=False``), in its order.
+S2CLOUDLESS_BANDS: tuple[str, ...] = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
+
+#: L2A scene classification value -> Nimbus class.
+SCL_TO_CLASS: dict[int, int] = {
+    0: NODATA,  # no data
+    1: NODATA,  # saturated or defective
+    2: GROUND,  # dark area pixels (topographic shadows, dark features)
+    3: GROUND,  # cloud shadows
+    4: GROUND,  # vegetation
+    5: GROUND,  # not vegetated
+    6: WATER,  # water
+    7: NODATA,  # unclassified
+    8: CLOUD,  # cloud medium probability
+    9: CLOUD,  # cloud high probability
+    10: CLOUD,  # thin cirrus
+    11: SNOW,  # snow / ice
+}
+
+_SCL_LUT = np.full(256, NODATA, np.uint8)
+for _k, _v in SCL_TO_CLASS.items():
+    _SCL_LUT[_k] = _v
+
+
+def scl_to_classes(scl: np.ndarray) -> np.ndarray:
+    """Map L2A scene classification values to Nimbus classes (``SCL_TO_CLASS``; anything else 255)."""
+    scl = np.asarray(scl)
+    out = _SCL_LUT[np.clip(scl, 0, 255).astype(np.uint8)]
+    out[(scl < 0) | (scl > 255)] = NODATA
+    return out
+
+
+def exolabs_rules(
+    exo_class: np.ndarray,
+    exo_snow: np.ndarray,
+    water: np.ndarray | None = None,
+    cloud_prob: np.ndarray | None = None,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """Apply the labelling rules to ExoLabs (+ water, + S2cloudless) arrays of one grid.
+
+    Args:
+        exo_class: ExoLabs band 1 (0 nodata, 2 dark region, 3 cloud, 4 snow).
+        exo_snow: ExoLabs band 2 (1 no snow, 2 snow).
+        water: boolean water mask (or None).
+        cloud_prob: cloud probability 0..1 (or None: the rules without S2cloudless apply).
+        threshold: probability above which a pixel is cloud.
+
+    Returns:
+        uint8 classes (no 255: masking is the caller's).
+    """
+    snow = (exo_snow == 2) | (exo_class == 4)
+    if cloud_prob is not None:
+        out = np.full(exo_class.shape, CLOUD, np.uint8)
+        out[(exo_snow == 1) | (exo_class == 2)] = GROUND
+        if water is not None:
+            out[water] = WATER
+        out[snow] = SNOW
+        out[cloud_prob > threshold] = CLOUD
+    else:
+        out = np.full(exo_class.shape, GROUND, np.uint8)
+        if water is not None:
+            out[water] = WATER
+        out[snow] = SNOW
+        out[exo_class == 3] = CLOUD
+    return out
+
+
+def _block_mean(data: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over f x f blocks of valid pixels ((C, h, w) -> (C, ceil(h/f), ceil(w/f))), and the block validity."""
+    c, h, w = data.shape
+    H, W = -(-h // f), -(-w // f)
+    d = np.zeros((c, H * f, W * f), np.float64)
+    v = np.zeros((H * f, W * f), np.float64)
+    d[:, :h, :w] = np.where(valid, data, 0)
+    v[:h, :w] = valid
+    sums = d.reshape(c, H, f, W, f).sum(axis=(2, 4))
+    counts = v.reshape(H, f, W, f).sum(axis=(1, 3))
+    ok = counts >= (f * f) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(ok, sums / np.maximum(counts, 1), 0).astype(np.float32)
+    return mean, ok
+
+
+def cloud_probability(
+    product: Any,
+    crs: CRS | str,
+    transform: Affine,
+    shape: tuple[int, int],
+    work_res: int = 160,
+    strip_rows: int = 1024,
+) -> np.ndarray:
+    """Cloud probability (0..1, NaN without data) of a product computed locally with ``s2cloudless``.
+
+    The detector gets top-of-atmosphere reflectance (``Product.read(kind="reflectance")``, offsets
+    applied, divided by the quantification) of its 10 bands, averaged to ``work_res`` metres (it was
+    trained at 160 m); the probabilities are then interpolated bilinearly onto the target grid.
+
+    Args:
+        product: an opened L1C product.
+        crs: the target grid's CRS.
+        transform: the target grid's transform.
+        shape: the target grid's (height, width).
+        work_res: the pixel size the detector runs at (a multiple of 10, 20 or 60).
+        strip_rows: rows of the reading grid processed at a time.
+
+    Returns:
+        float32 (height, width).
+
+    Raises:
+        LabelError: the product lacks a band the detector needs (e.g. B10 in L2A).
+    """
+    missing = [b for b in S2CLOUDLESS_BANDS if b not in set(product.bands)]
+    if missing:
+        raise LabelError(
+            f"{getattr(product, 'path', product)}: s2cloudless needs {', '.join(missing)} (an L1C product); "
+            f"give probability rasters (--cloudprob) or use the scene classification (--scl)"
+        )
+    from s2cloudless import S2PixelCloudDetector
+
+    base = max(r for r in (10, 20, 60) if work_res % r == 0)
+    f = work_res // base
+    gh, gw = product.shape(base)
+    step = max(f, (strip_rows // f) * f)
+    feats, oks = [], []
+    for r0 in range(0, gh, step):
+        rows = min(step, gh - r0)
+        refl, valid = product.read(list(S2CLOUDLESS_BANDS), res=base, window=Window(0, r0, gw, rows), kind="reflectance")
+        mean, ok = _block_mean(refl, valid, f)
+        feats.append(mean)
+        oks.append(ok)
+    x = np.concatenate(feats, axis=1)
+    ok = np.concatenate(oks, axis=0)
+    detector = S2PixelCloudDetector(threshold=0.4, average_over=1, dilation_size=1, all_bands=False)
+    prob = detector.get_cloud_probability_maps(np.moveaxis(x, 0, -1)[None])[0].astype(np.float32)
+    prob[~ok] = np.nan
+    src_transform = product.transform(base) @ Affine.scale(f)
+    out = np.full(tuple(shape), np.nan, np.float32)
+    reproject(prob, out, src_transform=src_transform, src_crs=product.crs, src_nodata=np.nan,
+              dst_transform=transform, dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    return out
+
+
+@dataclass
+class LabelReport:
+    """What :func:`build_labels` wrote.
+
+    Attributes:
+        path: the label COG.
+        source: "exolabs+s2cloudless", "exolabs+cloudprob", "exolabs" or "scl".
+        counts: pixels per class value (255 included).
+        uncovered_pixels: pixels without ExoLabs data or without data in a label input.
+        no_image_pixels: pixels without image data (always 255).
+        reprojected: label inputs that were not on the target grid and were reprojected.
+        date: the product's sensing date (ISO), from its metadata.
+    """
+
+    path: Path
+    source: str
+    counts: dict[int, int] = field(default_factory=dict)
+    uncovered_pixels: int = 0
+    no_image_pixels: int = 0
+    reprojected: list[str] = field(default_factory=list)
+    date: str | None = None
+
+
+@dataclass
+class _Target:
+    crs: CRS
+    transform: Affine
+    shape: tuple[int, int]
+    product_id: str
+    date: str | None
+    valid_rows: Callable[[int, int], np.ndarray]  # (r0, rows) -> image validity
+    product_path: str | None
+
+
+def _target_from(target: str | os.PathLike[str], res: int | None) -> _Target:
+    folder = Path(target)
+    if (folder / "meta.json").is_file():
+        from nimbus.arrays import ArrayStack
+
+        stack = ArrayStack(folder)
+        if res is not None and int(res) != int(stack.meta["resolution"]):
+            raise LabelError(
+                f"{folder}: the arrays are at {stack.meta['resolution']} m, not {res} m; labels must align with the arrays"
+            )
+
+        def valid_rows(r0: int, rows: int) -> np.ndarray:
+            b = np.asarray(stack.bands[:, r0 : r0 + rows])
+            return (b != 0).all(axis=0)
+
+        return _Target(stack.crs, stack.transform, stack.shape, stack.meta["product_id"], stack.meta.get("date"),
+                       valid_rows, stack.meta.get("source") or None)
+    from nimbus.bands import BANDS
+    from nimbus.product import open_product
+
+    p = open_product(target)
+    r = int(res or 10)
+    bands = [b for b in BANDS if b in set(p.bands)]
+
+    def product_valid_rows(r0: int, rows: int) -> np.ndarray:
+        return p.read(bands, res=r, window=Window(0, r0, p.shape(r)[1], rows), kind="dn")[1]
+
+    sensing = getattr(p, "sensing_time", None)
+    return _Target(CRS.from_user_input(p.crs), p.transform(r), tuple(p.shape(r)), p.product_id,
+                   sensing.date().isoformat() if sensing else None, product_valid_rows, str(p.path))
+
+
+def _same_grid(path: str | os.PathLike[str], t: _Target) -> bool:
+    with rasterio.open(path) as src:
+        return src.crs == t.crs and src.transform.almost_equals(t.transform) and src.shape == t.shape
+
+
+def _check_overlap(path: str | os.PathLike[str], t: _Target, band: int = 1) -> None:
+    """Refuse an input that does not overlap the target grid at all (a coarse nearest read)."""
+    f = max(1, min(t.shape) // 64)
+    coarse = (-(-t.shape[0] // f), -(-t.shape[1] // f))
+    _, ok = read_layer(path, t.crs, t.transform @ Affine.scale(f), coarse, Resampling.nearest, band=band)
+    if not ok.any():
+        raise LabelError(f"{path}: does not overlap the grid of {t.product_id} (another tile or area?); give the input of this tile")
+
+
+def _write_cog(out: Path, t: _Target, write_strips: Callable[[Any], dict[str, str]]) -> None:
+    from nimbus.modelspec import DEFAULT_CLASSES
+
+    h, w = t.shape
+    with atomic_path(out.with_name(out.stem + ".strips.tif")) as tmp_strips:
+        profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=t.crs, transform=t.transform,
+                       nodata=NODATA, tiled=True, blockxsize=256, blockysize=256, compress="zstd")
+        with rasterio.open(tmp_strips, "w", **profile) as dst:
+            tags = write_strips(dst)
+            dst.update_tags(**tags)
+            cmap = {c.value: (*c.color, 255) for c in DEFAULT_CLASSES}
+            cmap[NODATA] = (0, 0, 0, 0)
+            dst.write_colormap(1, cmap)
+        with atomic_path(out) as tmp:
+            from rasterio.shutil import copy as rio_copy
+
+            rio_copy(tmp_strips, tmp, driver="COG", compress="ZSTD", predictor="2", blocksize=512,
+                     overview_resampling="nearest")
+        tmp_strips.unlink()
+
+
+def build_labels(
+    target: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    exolabs: str | os.PathLike[str] | None = None,
+    cloudprob: str | os.PathLike[str] | None = None,
+    water: str | os.PathLike[str] | None = None,
+    scl: bool | str | os.PathLike[str] = False,
+    s2cloudless: bool = False,
+    threshold: float = 0.5,
+    masked: bool = False,
+    res: int | None = None,
+    water_threshold: float | None = None,
+    strip_rows: int = 1024,
+) -> LabelReport:
+    """Build the class map of one product, aligned pixel for pixel with its arrays.
+
+    Args:
+        target: an arrays folder (``ARRAYS_DIR/<product_id>``, grid from ``meta.json``) or a product
+            (grid at ``res``).
+        out: the output COG; default ``<arrays folder>/labels.tif`` (required for a product target).
+        exolabs: the ExoLabs classification raster (2 bands).
+        cloudprob: an S2cloudless probability raster (0-100, or 0-1 when its maximum is <= 1).
+        water: the JRC water raster (1 = water).
+        scl: use the L2A scene classification instead of ExoLabs: True for the product's own SCL, or
+            the path of an SCL raster.
+        s2cloudless: compute the cloud probability locally from the product (L1C) when no
+            ``cloudprob`` raster is given.
+        threshold: cloud probability (0..1) above which a pixel is cloud.
+        masked: ExoLabs nodata and label-input nodata become 255 instead of being counted only.
+        res: the grid's pixel size for a product target (arrays folders carry their own).
+        water_threshold: treat the water raster as occurrence (%) and call water where >= this.
+        strip_rows: rows processed at a time.
+
+    Returns:
+        The :class:`LabelReport` (also written into the COG's tags).
+
+    Raises:
+        LabelError: inconsistent inputs, an input that does not overlap the grid, or no source.
+    """
+    t = _target_from(target, res)
+    if out is None:
+        if not (Path(target) / "meta.json").is_file():
+            raise LabelError(f"{target}: give --out for a product target (arrays folders default to labels.tif inside)")
+        out = Path(target) / "labels.tif"
+    out = Path(out)
+    if scl and exolabs:
+        raise LabelError("give either ExoLabs rasters (--exolabs) or the scene classification (--scl), not both")
+    if not scl and not exolabs:
+        raise LabelError("no label source: give --exolabs FILE (optionally --cloudprob / --s2cloudless / --water) or --scl")
+    if scl is True:
+        if not t.product_path:
+            raise LabelError(f"{target}: no source product known for its SCL; give --scl PATH")
+        from nimbus.product import open_product
+
+        p = open_product(t.product_path)
+        if "SCL" not in set(p.bands):
+            raise LabelError(f"{t.product_path}: has no scene classification (SCL); it is an L2A layer")
+        scl = p.band_file("SCL")
+    inputs = {k: v for k, v in (("exolabs", exolabs), ("cloudprob", cloudprob), ("water", water), ("scl", scl or None)) if v}
+    for name, path in inputs.items():
+        try:
+            _check_overlap(path, t)
+        except rasterio.errors.RasterioIOError as exc:
+            raise LabelError(f"{path}: cannot be read as a raster ({exc})") from exc
+    reprojected = [str(p) for p in inputs.values() if not _same_grid(p, t)]
+    prob_full = None
+    prob_scale = 1.0
+    if exolabs and cloudprob is None and s2cloudless:
+        from nimbus.product import open_product
+
+        if not t.product_path:
+            raise LabelError(f"{target}: no source product known to compute s2cloudless; give --cloudprob rasters")
+        prob_full = cloud_probability(open_product(t.product_path), t.crs, t.transform, t.shape)
+    elif cloudprob is not None:
+        with rasterio.open(cloudprob) as src:
+            stats_max = float(np.nanmax(src.read(1, out_shape=(min(src.height, 256), min(src.width, 256)))))
+        prob_scale = 100.0 if stats_max > 1.0 else 1.0
+    source = "scl" if scl else ("exolabs+s2cloudless" if prob_full is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
+    if source == "scl" and (cloudprob or water or s2cloudless):
+        raise LabelError("--scl maps the scene classification alone; --cloudprob/--s2cloudless/--water apply to ExoLabs")
+    report = LabelReport(out, source, date=t.date, reprojected=reprojected)
+    counts = np.zeros(256, np.int64)
+    h, w = t.shape
+
+    def write_strips(dst: Any) -> dict[str, str]:
+        for r0 in range(0, h, strip_rows):
+            rows = min(strip_rows, h - r0)
+            tr = t.transform @ Affine.translation(0, r0)
+            shape = (rows, w)
+            image_ok = t.valid_rows(r0, rows)
+            uncovered = np.zeros(shape, bool)
+            if source == "scl":
+                vals, ok = read_layer(scl, t.crs, tr, shape, Resampling.nearest)
+                classes = scl_to_classes(np.where(ok, vals, 0).astype(np.int64))
+            else:
+                e1, ok1 = read_layer(exolabs, t.crs, tr, shape, Resampling.nearest, band=1)
+                e2, ok2 = read_layer(exolabs, t.crs, tr, shape, Resampling.nearest, band=2)
+                e1 = np.where(ok1, e1, 0).astype(np.int64)
+                e2 = np.where(ok2, e2, 0).astype(np.int64)
+                uncovered |= (e1 == 0) | ~ok1
+                wmask = None
+                if water:
+                    wv, wok = read_layer(water, t.crs, tr, shape, Resampling.nearest)
+                    wmask = (wv >= water_threshold) if water_threshold is not None else (wv == 1)
+                    wmask &= wok
+                    uncovered |= ~wok
+                prob = None
+                if prob_full is not None:
+                    prob = prob_full[r0 : r0 + rows]
+                    uncovered |= ~np.isfinite(prob)
+                elif cloudprob:
+                    pv, pok = read_layer(cloudprob, t.crs, tr, shape, Resampling.nearest)
+                    prob = np.where(pok, pv / prob_scale, np.nan)
+                    uncovered |= ~pok
+                if prob is not None:
+                    prob = np.where(np.isfinite(prob), prob, -np.inf)  # no probability: no override
+                classes = exolabs_rules(e1, e2, wmask, prob, threshold)
+            report.uncovered_pixels += int((uncovered & image_ok).sum())
+            if masked:
+                classes[uncovered] = NODATA
+            report.no_image_pixels += int((~image_ok).sum())
+            classes[~image_ok] = NODATA
+            counts[:] += np.bincount(classes.ravel(), minlength=256)
+            dst.write(classes, 1, window=Window(0, r0, w, rows))
+        report.counts = {int(k): int(counts[k]) for k in np.flatnonzero(counts)}
+        return {
+            "product_id": t.product_id,
+            "date": t.date or "",
+            "label_source": source,
+            "masked": str(bool(masked)),
+            "threshold": str(threshold),
+            "uncovered_pixels": str(report.uncovered_pixels),
+            "no_image_pixels": str(report.no_image_pixels),
+            "class_counts": json.dumps(report.counts),
+            "classes": "0 cloud, 1 ground, 2 snow, 3 water, 255 nodata",
+            "inputs": json.dumps({k: os.path.basename(str(v)) for k, v in inputs.items()}),
+            "reprojected_inputs": json.dumps([os.path.basename(p) for p in reprojected]),
+        }
+
+    _write_cog(out, t, write_strips)
+    return report
