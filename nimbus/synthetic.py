@@ -179,7 +179,7 @@ def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, noda
 
     # Tree cover: dense below the tree line, patchy, none on snow/water.
     treeline = float(np.quantile(altitude, 0.6))
-    tc = 100.0 * _smoothstep(0.6 * fractal_noise(shape, rng, beta=2.8, min_freq=2.0) + 0.3, 0.0, 1.0)
+    tc = 100.0 * _smoothstep(0.45 * fractal_noise(shape, rng, beta=2.8, min_freq=2.0) + 0.55, 0.1, 0.95)
     tc *= 1.0 - _smoothstep(altitude, treeline - 250.0, treeline + 150.0)
     tc[snow | water] = 0.0
     treecover = np.clip(tc, 0.0, 100.0).astype(np.float32)
