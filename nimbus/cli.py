@@ -263,6 +263,120 @@ class NimbusCLI:
         reports = build_auxiliary(out, layers, tile=tile, product=product, res=res, allow_fill=fill, overwrite=overwrite)
         return "\n".join(f"{r.path}: {r.layer}, {100 * (1 - r.missing_fraction):.2f}% covered" for r in reports)
 
+    def arrays(
+        self,
+        products: Any,
+        out: str,
+        res: int = 10,
+        aux: str | None = None,
+        layers: Any = None,
+        strip_rows: int = 512,
+        overwrite: bool = False,
+    ) -> str:
+        """Write model-ready training arrays per product: OUT/<product id>/bands.npy, aux.npy, meta.json.
+
+        The 13 bands (those the product has) as harmonised DN (uint16, every baseline on one
+        scale) plus the auxiliary layers (float32), on the product's grid at RES, written strip by
+        strip through memory maps (memory bounded by STRIP_ROWS rows, not by the product).
+
+        Args:
+            products: product path(s): a product, comma-separated products, or a folder holding
+                products (e.g. the store of `nimbus extract`, searched two levels deep).
+            out: the arrays folder.
+            res: pixel size in metres: 10, 20 or 60.
+            aux: the folder of `nimbus auxiliary` files.
+            layers: auxiliary layers to stack (comma-separated); default every layer AUX holds for the tile.
+            strip_rows: rows assembled at a time.
+            overwrite: rebuild arrays that already exist (otherwise skipped).
+
+        Returns:
+            One line per product: its arrays folder, written or skipped.
+        """
+        from tqdm import tqdm
+
+        from nimbus.arrays import build_arrays
+
+        paths = _products(products)
+        names = None if layers is None else [x for x in (_paths(layers) if not isinstance(layers, str) else layers.split(",")) if x]
+        lines = []
+        for path in tqdm(paths, desc="arrays", unit="product", disable=None):
+            folder, written = build_arrays(path, out, res=res, aux_dir=aux, layers=names, strip_rows=strip_rows, overwrite=overwrite)
+            lines.append(f"{folder}: {'written' if written else 'skipped (exists)'}")
+        return "\n".join(lines)
+
+    def labels(
+        self,
+        target: str,
+        exolabs: str | None = None,
+        cloudprob: str | None = None,
+        water: str | None = None,
+        scl: Any = False,
+        s2cloudless: bool = False,
+        threshold: float = 0.5,
+        masked: bool = False,
+        out: str | None = None,
+        res: int | None = None,
+        water_threshold: float | None = None,
+    ) -> str:
+        """Build the uint8 class map (0 cloud, 1 ground, 2 snow, 3 water, 255 nodata) of one product.
+
+        With S2cloudless (--cloudprob rasters 0-100, or --s2cloudless computed from the L1C product):
+        start from cloud; ExoLabs no snow or dark region -> ground; water -> water; ExoLabs snow ->
+        snow; probability > THRESHOLD -> cloud. Without: start from ground; water; ExoLabs snow;
+        ExoLabs cloud -> cloud. --scl maps the L2A scene classification instead. Inputs on another
+        grid are reprojected (nearest); inputs that do not overlap are refused.
+
+        Args:
+            target: an arrays folder (OUT/<product id> of `nimbus arrays`; labels.tif is written
+                inside, aligned with the arrays) or a product (then give --out and --res).
+            exolabs: the ExoLabs classification raster (band 1: 0 nodata, 2 dark, 3 cloud, 4 snow;
+                band 2: 1 no snow, 2 snow).
+            cloudprob: an S2cloudless probability raster (0-100).
+            water: the JRC water raster (1 = water).
+            scl: use the scene classification: the flag alone for the product's own SCL, or an SCL raster path.
+            s2cloudless: compute the cloud probability locally from the product (L1C, reflectance).
+            threshold: cloud probability (0..1) above which a pixel is cloud.
+            masked: ExoLabs nodata and label-input nodata become 255 (ignored in training); without
+                it their number is written in the output's metadata (uncovered_pixels).
+            out: the output COG (default TARGET/labels.tif for an arrays folder).
+            res: grid pixel size for a product target (10, 20 or 60).
+            water_threshold: read the water raster as occurrence (%) and call water where >= this.
+
+        Returns:
+            The file written and its class counts.
+        """
+        from nimbus.labels import build_labels
+
+        rep = build_labels(target, out=out, exolabs=exolabs, cloudprob=cloudprob, water=water, scl=scl,
+                           s2cloudless=s2cloudless, threshold=threshold, masked=masked, res=res,
+                           water_threshold=water_threshold)
+        names = {0: "cloud", 1: "ground", 2: "snow", 3: "water", 255: "nodata"}
+        counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
+        return f"{rep.path}: {rep.source}, date {rep.date}; {counts}; uncovered {rep.uncovered_pixels}"
+
+
+def _products(value: Any) -> list[str]:
+    """Product paths from a CLI value: products, comma-separated, or folders holding products (2 levels)."""
+    from pathlib import Path
+
+    out: list[str] = []
+    items = list(value) if isinstance(value, (list, tuple)) else str(value).split(",")
+    for item in (str(i).strip() for i in items if str(i).strip()):
+        p = Path(item)
+        is_product = p.is_file() or p.name.upper().endswith(".SAFE") or any(p.glob("MTD_MSIL*.xml")) or any(p.glob("*MTD_SAF*.xml"))
+        if is_product or not p.is_dir():
+            out.append(item)
+            continue
+        for child in sorted(p.iterdir()):
+            if child.name.startswith("."):
+                continue
+            if child.suffix.lower() == ".zip" or child.name.upper().endswith(".SAFE") or any(child.glob("MTD_MSIL*.xml")) or any(child.glob("*MTD_SAF*.xml")):
+                out.append(str(child))
+            elif child.is_dir():
+                out += [str(g) for g in sorted(child.iterdir()) if not g.name.startswith(".") and g.is_dir()
+                        and (any(g.glob("MTD_MSIL*.xml")) or any(g.glob("*MTD_SAF*.xml")) or g.name.upper().endswith(".SAFE"))]
+    return out
+
 
 def _paths(value: Any) -> list[str]:
     """File paths from a CLI value: a path, a comma-separated string, a list, or a folder of rasters."""
