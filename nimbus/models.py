@@ -1,0 +1,69 @@
+"""Where the model files that ship with Nimbus are: :func:`default_model_path`.
+
+The default model (``nimbus-default.onnx`` and its card ``nimbus-default.md``) lives in the
+``export/`` folder of the source tree, installed as the package data of ``nimbus.export``. It is
+located without importing ``nimbus.export`` (whose modules need torch): the deployment path stays
+torch-free. ``$NIMBUS_DEFAULT_MODEL`` overrides the location.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from nimbus.errors import ModelError
+
+__all__ = ["DEFAULT_MODEL_ENV", "DEFAULT_MODEL_NAME", "default_model_card", "default_model_path", "shipped_models_dir"]
+
+#: File name of the built-in default model.
+DEFAULT_MODEL_NAME: str = "nimbus-default.onnx"
+
+#: Environment variable that points at another default model file.
+DEFAULT_MODEL_ENV: str = "NIMBUS_DEFAULT_MODEL"
+
+
+def shipped_models_dir() -> Path:
+    """The folder holding the shipped model files (the ``nimbus.export`` package data).
+
+    Returns:
+        The folder (``<source tree>/export`` in a development install).
+    """
+    try:
+        spec = importlib.util.find_spec("nimbus.export")  # locates the package without running it
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "export"
+
+
+def default_model_path() -> Path:
+    """The default model file used by ``nimbus segment`` and ``nimbus demo`` when no model is given.
+
+    Returns:
+        ``$NIMBUS_DEFAULT_MODEL`` when set, else ``nimbus-default.onnx`` from :func:`shipped_models_dir`.
+
+    Raises:
+        ModelError: when the file is missing (pass ``--model MODEL.onnx`` or reinstall nimbus).
+    """
+    override = os.environ.get(DEFAULT_MODEL_ENV)
+    path = Path(override) if override else shipped_models_dir() / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        where = f"${DEFAULT_MODEL_ENV}={override}" if override else str(path)
+        raise ModelError(
+            f"default model not found at {where}; pass --model MODEL.onnx, or rebuild it with export/train_default.sh"
+        )
+    return path
+
+
+def default_model_card() -> Path:
+    """The model card (``.md``) beside the default model.
+
+    Returns:
+        The card's path (it may be missing when ``$NIMBUS_DEFAULT_MODEL`` points elsewhere).
+
+    Raises:
+        ModelError: when the default model itself is missing.
+    """
+    return default_model_path().with_suffix(".md")
