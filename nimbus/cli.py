@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> Any:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_flag(args, "--debug")
     try:
-        fire.Fire(NimbusCLI, command=args, name="nimbus")
+        fire.Fire(NimbusCLI(), command=args, name="nimbus")
     except NimbusError as exc:
         if debug:
             raise
