@@ -149,6 +149,10 @@ class SegmentationWriter:
     def __enter__(self) -> SegmentationWriter:
         try:
             self._raws["classes"] = _Raw(self.classes_path, dict(self._base, count=1, dtype="uint8", nodata=NODATA_CLASS))
+            cls = self._raws["classes"].ds  # the palette must be set before any pixel is written
+            cls.write_colormap(1, class_colormap(self.spec))
+            cls.update_tags(**_class_tags(self.spec, self.product_id))
+            cls.set_band_description(1, "class")
             if self.prob_kind and self._prob_path is not None:
                 prof = dict(self._base, count=self.spec.num_classes, dtype="uint8" if self.prob_kind == "uint8" else "float32")
                 if self.prob_kind == "float16":
@@ -194,10 +198,6 @@ class SegmentationWriter:
 
     def _finish(self) -> None:
         spec = self.spec
-        cls = self._raws["classes"].ds
-        cls.write_colormap(1, class_colormap(spec))
-        cls.update_tags(**_class_tags(spec, self.product_id))
-        cls.set_band_description(1, "class")
         raw = self._raws.get("probabilities")
         if raw is not None:
             raw.ds.update_tags(**_class_tags(spec, self.product_id), PROBABILITY_SCALE="255" if self.prob_kind == "uint8" else "1")

@@ -1,0 +1,210 @@
+"""Tests of nimbus.segmenter: exact blending, borders, nodata, TTA, fp16, products, atomic outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from onnx_builders import make_model
+from rasterio.windows import Window
+
+from nimbus.cli import main
+from nimbus.errors import ModelError
+from nimbus.segmenter import D4, Segmenter, output_paths
+
+RGBN = ("B02", "B03", "B04", "B08")
+
+
+def _positive(shape, seed=0) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * 1000 + 10).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "identity": make_model(d / "identity.onnx", kind="normalise", window=32, overlap=0.5),
+        "identity16": make_model(d / "identity16.onnx", kind="normalise", dtype="float16", window=32),
+        "fixed": make_model(d / "fixed.onnx", kind="normalise", fixed=32),
+        "symmetric": make_model(d / "sym.onnx", kind="symmetric", window=32),
+        "conv3": make_model(d / "conv3.onnx", kind="conv3", window=32),
+        "aux": make_model(d / "aux.onnx", channels=RGBN + ("altitude", "treecover"), kind="softmax", window=48),
+    }
+
+
+@pytest.mark.parametrize("weights", ["spline", "gaussian", "tukey"])
+@pytest.mark.parametrize("shape", [(100, 70), (45, 131), (96, 96)])
+def test_identity_model_reproduces_input(models, weights, shape) -> None:
+    """Blending per-pixel probabilities must give them back to float precision, every pixel written."""
+    x = _positive((4, *shape))
+    seg = Segmenter(models["identity"], weights=weights, progress=False, threads=1)
+    classes, probs = seg.predict(x, probabilities=True)
+    np.testing.assert_allclose(probs, x / x.sum(axis=0), rtol=2e-6, atol=1e-7)
+    np.testing.assert_array_equal(classes, np.argmax(x, axis=0).astype(np.uint8))
+    assert seg.last_stats["windows_skipped"] == 0
+
+
+@pytest.mark.parametrize("shape", [(20, 30), (5, 200), (32, 7)])
+def test_raster_smaller_than_window(models, shape) -> None:
+    x = _positive((4, *shape), seed=1)
+    for name in ("identity", "fixed"):
+        classes, probs = Segmenter(models[name], progress=False).predict(x, probabilities=True)
+        np.testing.assert_allclose(probs, x / x.sum(axis=0), rtol=2e-6)
+        assert classes.shape == shape and (classes != 255).all()
+
+
+def test_nodata_swath_and_skipped_windows(models) -> None:
+    x = _positive((4, 96, 160), seed=2)
+    valid = np.ones((96, 160), bool)
+    yy, xx = np.mgrid[:96, :160]
+    valid[xx + yy < 90] = False  # a diagonal swath without data, as at a granule edge
+    x[:, ~valid] = 0
+    seg = Segmenter(models["identity"], progress=False, overlap=0.5)
+    classes, probs = seg.predict(x, probabilities=True)
+    assert ((classes == 255) == ~valid).all()  # 255 exactly where there is no data
+    np.testing.assert_allclose(probs[:, valid], (x / np.maximum(x.sum(axis=0), 1e-9))[:, valid], rtol=2e-6)
+    assert (probs[:, ~valid] == 0).all()
+    assert seg.last_stats["windows_skipped"] > 0
+
+
+def test_all_nodata_runs_no_model(models) -> None:
+    seg = Segmenter(models["identity"], progress=False)
+    classes = seg.predict(np.zeros((4, 70, 50), np.float32))
+    assert (classes == 255).all() and seg.last_stats["windows"] == 0 and seg.last_stats["infer"] == 0
+
+
+def test_fp16_model_matches_fp32(models) -> None:
+    x = _positive((4, 64, 80), seed=3)
+    c32, p32 = Segmenter(models["identity"], progress=False).predict(x, probabilities=True)
+    c16, p16 = Segmenter(models["identity16"], progress=False).predict(x, probabilities=True)
+    np.testing.assert_allclose(p16, p32, atol=2e-3)
+    assert (c16 == c32).mean() > 0.99
+
+
+def test_d4_invariance_symmetric_model(models) -> None:
+    """A D4-equivariant model on a D4-symmetric layout gives D4-equivariant probabilities."""
+    x = _positive((4, 96, 96), seed=4)  # 96 = 32 + 4 * 16: the window layout is symmetric too
+    seg = Segmenter(models["symmetric"], progress=False, weights="gaussian")
+    _, p = seg.predict(x, probabilities=True)
+    for k in range(1, 8):
+        fwd, _ = D4[k]
+        _, pk = seg.predict(np.ascontiguousarray(fwd(x)), probabilities=True)
+        np.testing.assert_allclose(pk, fwd(p), rtol=1e-4, atol=1e-6)
+
+
+def test_tta_makes_any_model_d4_invariant(models) -> None:
+    x = _positive((4, 96, 96), seed=5)
+    plain = Segmenter(models["conv3"], progress=False)
+    tta = Segmenter(models["conv3"], progress=False, tta=8)
+    _, p0 = plain.predict(x, probabilities=True)
+    _, p = tta.predict(x, probabilities=True)
+    fwd, _ = D4[5]
+    _, p0r = plain.predict(np.ascontiguousarray(fwd(x)), probabilities=True)
+    assert np.abs(p0r - fwd(p0)).max() > 1e-4  # the plain model is not D4-equivariant...
+    _, pr = tta.predict(np.ascontiguousarray(fwd(x)), probabilities=True)
+    np.testing.assert_allclose(pr, fwd(p), rtol=1e-4, atol=1e-6)  # ...with 8-fold TTA it is
+    np.testing.assert_allclose(p.sum(axis=0), 1.0, rtol=1e-5)
+
+
+def test_logits_and_external_normalisation(tmp_path) -> None:
+    mean, std = (100.0, 200.0, 300.0, 400.0), (50.0, 60.0, 70.0, 80.0)
+    w = np.eye(4, dtype=np.float32)
+    path = make_model(tmp_path / "l.onnx", kind="logits", weights=w, window=32, normalization_in_graph=False, mean=mean, std=std)
+    x = _positive((4, 40, 50), seed=6)
+    _, p = Segmenter(path, progress=False).predict(x, probabilities=True)
+    z = (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
+    ref = np.exp(z - z.max(axis=0)) / np.exp(z - z.max(axis=0)).sum(axis=0)
+    np.testing.assert_allclose(p, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_predict_refuses_wrong_channels(models) -> None:
+    with pytest.raises(ModelError, match="takes \\(4, H, W\\)"):
+        Segmenter(models["identity"], progress=False).predict(np.ones((3, 10, 10), np.float32))
+    with pytest.raises(ModelError, match="fixed 32x32"):
+        Segmenter(models["fixed"], window=64)
+
+
+def test_segment_synthetic_product(models, tmp_path) -> None:
+    from nimbus.synthetic import make_product
+
+    syn = make_product(tmp_path / "p", size=156, seed=3, nodata_swath=True)
+    seg = Segmenter(models["aux"], aux_dir=syn.aux_dir, progress=False, read_rows=40)
+    res = seg.segment(syn.path, out=tmp_path / "out", probabilities="uint8", uncertainty=True, quicklook=True)
+    assert syn.path.name.split(".")[0] in res.classes.name and "test-softmax-v1" in res.classes.name
+    with rasterio.open(res.classes) as d, rasterio.open(syn.truth_path) as t:
+        classes = d.read(1)
+        assert d.crs == t.crs and d.transform.almost_equals(t.transform) and d.shape == t.shape
+        assert d.nodata == 255 and d.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert ((classes == 255) == (t.read(1) == 255)).all()  # nodata exactly where the input has none
+    assert not (classes == 255).all() and res.windows_skipped >= 0
+    # the same pixels through the Python API on an in-memory array give the same map
+    from nimbus.inputs import assemble
+    from nimbus.product import open_product
+
+    data, valid = assemble(open_product(syn.path), seg.spec.channels, 10, None, syn.aux_dir)
+    np.testing.assert_array_equal(seg.predict(data, valid=valid), classes)
+    for p in (res.probabilities, res.uncertainty, res.quicklook):
+        assert p.exists()
+    again = seg.segment(syn.path, out=tmp_path / "out", probabilities="uint8", uncertainty=True, quicklook=True)
+    assert again.skipped
+    assert not seg.segment(syn.path, out=tmp_path / "out", overwrite=True).skipped
+    # a region of the product
+    part = seg.segment(syn.path, out=tmp_path / "part", region=Window(30, 60, 100, 50))
+    with rasterio.open(part.classes) as d:
+        np.testing.assert_array_equal(d.read(1), seg.predict(data[:, 60:110, 30:130], valid=valid[60:110, 30:130]))
+
+
+def test_missing_channel_refused(tmp_path) -> None:
+    from nimbus.synthetic import make_product
+
+    syn = make_product(tmp_path / "p", size=60, seed=4)
+    m = make_model(tmp_path / "w.onnx", channels=RGBN + ("water",), kind="softmax")
+    with pytest.raises(ModelError, match="needs channel\\(s\\) water"):
+        Segmenter(m, aux_dir=syn.aux_dir, progress=False).segment(syn.path, out=tmp_path / "o")
+    l2a = make_product(tmp_path / "q", size=60, seed=4, level="L2A")
+    m = make_model(tmp_path / "b10.onnx", channels=("B02", "B03", "B04", "B10"), kind="softmax")
+    with pytest.raises(ModelError, match="B10"):
+        Segmenter(m, progress=False).segment(l2a.path, out=tmp_path / "o")
+
+
+def test_interrupted_run_leaves_no_file(models, tmp_path) -> None:
+    from nimbus.synthetic import make_product
+
+    syn = make_product(tmp_path / "p", size=120, seed=5)
+    seg = Segmenter(models["aux"], aux_dir=syn.aux_dir, progress=False, read_rows=24)
+    out = tmp_path / "out"
+
+    def stop(done: int, total: int) -> None:
+        if done > total // 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        seg.segment(syn.path, out=out, probabilities="float16", uncertainty=True, callback=stop)
+    assert list(out.iterdir()) == []  # no final file, no temporary left behind
+    res = seg.segment(syn.path, out=out, probabilities="float16")
+    assert sorted(p.name for p in out.iterdir()) == sorted([res.classes.name, res.probabilities.name])
+
+
+def test_real_all_nodata_product(models, realdata, tmp_path) -> None:
+    """The real old-format product (every pixel 0) gives an all-255 map (a 10980 x 700 band of it, for speed)."""
+    zips = sorted((realdata / "sentinelsat_S2A_L1C_oldformat_T01CEH_20161012_nodata").glob("*.zip"))
+    seg = Segmenter(models["identity"], progress=False, window=256)
+    res = seg.segment(zips[0], out=tmp_path, region=Window(0, 5000, 10980, 700))
+    with rasterio.open(res.classes) as d:
+        assert d.shape == (700, 10980) and d.crs.to_epsg() == 32701
+        assert (d.read(1) == 255).all()
+    assert res.windows == 0 and res.windows_skipped > 0
+
+
+def test_cli_segment_continues_after_failure(models, tmp_path, capsys) -> None:
+    from nimbus.synthetic import make_product
+
+    syn = make_product(tmp_path / "p", size=60, seed=6)
+    with pytest.raises(SystemExit) as exc:
+        main(["segment", str(tmp_path / "missing.SAFE"), str(syn.path), "--model", str(models["identity"]), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "missing.SAFE" in err and "1 of 2" in err
+    assert output_paths(tmp_path / "o", syn.path.name.split(".")[0], Segmenter(models["identity"]).spec)["classes"].exists()
+    main(["segment", str(syn.path), "--model", str(models["identity"]), "--out", str(tmp_path / "o")])
+    assert "skipped" in capsys.readouterr().out

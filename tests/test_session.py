@@ -1,0 +1,73 @@
+"""Tests of nimbus.session: providers, CPU fallback warning, fp16 graphs, input checks."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx_builders import make_model
+
+from nimbus import session as session_mod
+from nimbus.errors import ModelError
+from nimbus.session import Session, resolve_providers
+
+
+@pytest.fixture()
+def batch() -> np.ndarray:
+    return np.random.default_rng(0).random((3, 4, 16, 24)).astype(np.float32) * 1000 + 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_run_fp32_and_fp16(tmp_path, batch, dtype) -> None:
+    s = Session(make_model(tmp_path / "m.onnx", dtype=dtype), provider="cpu", threads=1)
+    out = s.run(batch)
+    assert out.shape == (3, 4, 16, 24) and out.dtype == np.float32
+    ref = batch / batch.sum(axis=1, keepdims=True)
+    tol = 2e-3 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(out, ref, atol=tol)
+    assert s.spec.input_dtype == dtype and not s.on_gpu and s.providers == ["CPUExecutionProvider"]
+
+
+def test_cuda_request_falls_back_with_one_warning(tmp_path, batch, monkeypatch) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime here has CUDA; the fallback is for CPU-only installs")
+    monkeypatch.setattr(session_mod, "_WARNED", set())
+    path = make_model(tmp_path / "m.onnx")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s1 = Session(path, provider="cuda")
+        s2 = Session(path, provider="tensorrt")
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and "running on the CPU" in msgs[0] and "CUDAExecutionProvider" in msgs[0]
+    assert s1.providers == s2.providers == ["CPUExecutionProvider"]
+    np.testing.assert_allclose(s1.run(batch), s2.run(batch))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto never warns: CPU is a normal choice there
+        Session(path, provider="auto")
+
+
+def test_resolve_providers() -> None:
+    assert resolve_providers("cpu") == ["CPUExecutionProvider"]
+    assert resolve_providers("auto")[-1] == "CPUExecutionProvider"
+    with pytest.raises(ModelError, match="unknown provider"):
+        resolve_providers("metal")
+
+
+def test_input_checks(tmp_path, batch) -> None:
+    s = Session(make_model(tmp_path / "m.onnx", fixed=16), provider="cpu")
+    with pytest.raises(ModelError, match=r"takes \(N, 4, H, W\)"):
+        s.run(batch[:, :3])
+    with pytest.raises(ModelError, match="fixed 16x16"):
+        s.run(batch)
+    assert s.run(batch[:, :, :, :16]).shape == (3, 4, 16, 16)
+    with pytest.raises(ModelError, match="needs the CUDA provider"):
+        s.run_device(batch[:, :, :, :16])
+
+
+def test_refuses_bad_files(tmp_path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        Session(tmp_path / "none.onnx")
+    with pytest.raises(ModelError, match="no Nimbus metadata"):
+        Session(make_model(tmp_path / "bare.onnx", metadata=False))
