@@ -28,3 +28,29 @@ def test_import_nimbus_never_imports_torch() -> None:
     code = "import sys, nimbus, nimbus.cli; assert 'torch' not in sys.modules, 'torch imported'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_info_on_a_synthetic_product(synthetic_l2a_zip) -> None:
+    res = run_cli("info", str(synthetic_l2a_zip.path))
+    assert res.returncode == 0, res.stderr
+    for want in ("32TMS", "L2A", "02.12", "EPSG:32632", "grid 20 m", "SCL", "cloud cover", "nodata", "offsets"):
+        assert want in res.stdout, want
+
+
+def test_synthetic_command_writes_a_readable_product(tmp_path) -> None:
+    res = run_cli("synthetic", str(tmp_path), "--size", "60", "--level", "L2A", "--baseline", "05.10", "--seed", "3", "--nodata_swath")
+    assert res.returncode == 0, res.stderr
+    written = res.stdout.strip().splitlines()[-1]
+    assert written.endswith(".SAFE") and "_N0510_" in written, "fire's float 5.1 kept as baseline 05.10"
+    info = run_cli("info", written)
+    assert info.returncode == 0 and "05.10" in info.stdout and "-1000" in info.stdout
+    assert list(tmp_path.glob("*_truth.tif")) and list(tmp_path.glob("*_aux/32TMS_altitude_10m.tif"))
+
+
+def test_cli_errors_are_one_line(tmp_path) -> None:
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    res = run_cli("info", str(bad))
+    assert res.returncode != 0 and "Traceback" not in res.stderr and "broken.zip" in res.stderr
+    res = run_cli("synthetic", str(tmp_path), "--size", "100")
+    assert res.returncode != 0 and "Traceback" not in res.stderr and "multiple of 6" in res.stderr
