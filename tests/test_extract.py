@@ -180,3 +180,19 @@ def test_cog_transcoding_keeps_pixels_and_is_readable(tmp_path: Path, eodag_zip:
     with rasterio.open(tif) as cog:
         assert np.array_equal(product.read_band("B01"), cog.read(1))
     assert os.path.basename(product.band_file("B01")).endswith(".tif")
+
+
+def test_cli_extract_reports_and_exits_nonzero_on_failures(tmp_path: Path, oper_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nimbus.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(oper_zip, src / oper_zip.name)
+    main(["extract", str(src), str(tmp_path / "store")])
+    assert "extracted 1, skipped 0, failed 0" in capsys.readouterr().out
+    (src / "bad.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", str(src), str(tmp_path / "store")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "extracted 0, skipped 1, failed 1" in err and "bad.zip" in err

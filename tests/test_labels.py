@@ -252,3 +252,19 @@ def test_s2cloudless_refuses_l2a(synthetic_l2a_zip) -> None:
     p = open_product(synthetic_l2a_zip.path)
     with pytest.raises(LabelError, match="B10"):
         cloud_probability(p, CRS.from_user_input(p.crs), p.transform(60), p.shape(60))
+
+
+def test_cli_arrays_and_labels(stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nimbus.cli import main
+
+    inp = _inputs(stack, tmp_path)
+    source = Path(ArrayStack(stack).meta["source"])
+    main(["arrays", str(source.parent), str(tmp_path / "arr"), "--res", "20"])
+    folder = tmp_path / "arr" / stack.name
+    assert f"{folder}: written" in capsys.readouterr().out
+    assert np.array_equal(np.load(folder / "bands.npy"), np.load(stack / "bands.npy"))
+    main(["labels", str(folder), "--exolabs", str(inp["exolabs"]), "--masked"])
+    out = capsys.readouterr().out
+    assert "labels.tif: exolabs" in out and "nodata" in out
+    got, tags = _classes(folder / "labels.tif")
+    assert tags["masked"] == "True" and (got[100:] == NODATA).all()
