@@ -32,10 +32,10 @@ from nimbus.atomic import atomic_path
 from nimbus.errors import AuxiliaryDataError
 
 __all__ = [
-    "LAYERS",
-    "LAYER_ALIASES",
     "AuxLayer",
     "CoverageReport",
+    "LAYERS",
+    "LAYER_ALIASES",
     "aux_name",
     "build_auxiliary",
     "build_layer",

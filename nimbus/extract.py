@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+_OWNER = ".nimbus-extract.pid"
 _MTD = re.compile(r"(^|/)(MTD_MSIL(1C|2A)\.xml|S2[A-D]_(OPER|USER)_MTD_SAF[A-Z0-9]*_.*\.xml)$", re.IGNORECASE)
 _TILE = re.compile(r"(?:^|[_/])T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=[_./]|$)")
 
@@ -237,7 +238,29 @@ def transcode_to_cog(src: str | os.PathLike[str], dst: str | os.PathLike[str], o
 
 
 def _stale_temps(tile_dir: Path, product_id: str) -> list[Path]:
-    return [p for p in tile_dir.glob(f".{product_id}.tmp-*") if p.is_dir()] if tile_dir.is_dir() else []
+    """Temporary folders of earlier interrupted runs (``atomic_path`` names: ``.<stem>.tmp-<id><suffix>``)."""
+    suffix = Path(product_id).suffix
+    stem = product_id[: len(product_id) - len(suffix)] if suffix else product_id
+    if not tile_dir.is_dir():
+        return []
+    return [p for p in tile_dir.glob(f".{stem}.tmp-*") if p.is_dir() and p.name.endswith(suffix) and not _owner_alive(p)]
+
+
+def _owner_alive(tmp: Path) -> bool:
+    """Whether the process that is filling a temporary folder still runs (then it is not stale)."""
+    try:
+        pid = int((tmp / _OWNER).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def extract_product(
@@ -274,6 +297,7 @@ def extract_product(
     try:
         with atomic_path(final) as tmp, zipfile.ZipFile(archive) as zf:
             tmp.mkdir()
+            (tmp / _OWNER).write_text(str(os.getpid()))
             total = 0
             for i, entry in enumerate(zf.infolist()):
                 name = entry.filename.replace("\\", "/")
@@ -295,12 +319,13 @@ def extract_product(
                     if "IMG_DATA" in jp2.parts:
                         transcode_to_cog(jp2, jp2.with_suffix(".tif"))
                         jp2.unlink()
+            (tmp / _OWNER).unlink()
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise CorruptArchiveError(f"{archive}: corrupt or truncated archive ({exc}); download it again") from exc
     except OSError as exc:
         if isinstance(exc, NimbusError):
             raise
-        raise CorruptArchiveError(f"{archive}: cannot be extracted ({exc})") from exc
+        raise ExtractError(f"{archive}: cannot be extracted ({exc})") from exc
     return final, True
 
 

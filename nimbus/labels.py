@@ -55,12 +55,12 @@ from nimbus.errors import LabelError
 __all__ = [
     "CLOUD",
     "GROUND",
+    "LabelReport",
     "NODATA",
     "S2CLOUDLESS_BANDS",
     "SCL_TO_CLASS",
     "SNOW",
     "WATER",
-    "LabelReport",
     "build_labels",
     "cloud_probability",
     "exolabs_rules",

@@ -153,9 +153,14 @@ def test_interrupted_run_leaves_no_product_and_rerun_completes(tmp_path: Path, o
     assert not (tile_dir / OPER_ID).exists()
     leftovers = [p for p in tile_dir.iterdir() if p.name.startswith(f".{OPER_ID}.tmp-")]
     assert len(leftovers) == 1 and any(leftovers[0].rglob("*"))  # it was killed mid-way
+    # a temporary folder whose owner still runs (here: our parent process) is left alone
+    busy = tile_dir / f".{OPER_ID}.tmp-busy"
+    busy.mkdir()
+    (busy / ".nimbus-extract.pid").write_text(str(os.getppid()))
     folder, done = extract_product(oper_zip, store)
     assert done and folder == tile_dir / OPER_ID
-    assert [p.name for p in tile_dir.iterdir()] == [OPER_ID]
+    assert sorted(p.name for p in tile_dir.iterdir()) == sorted([OPER_ID, busy.name])
+    assert not (folder / ".nimbus-extract.pid").exists()
     with zipfile.ZipFile(oper_zip) as zf:
         n_files = sum(1 for i in zf.infolist() if not i.is_dir())
     assert sum(1 for p in folder.rglob("*") if p.is_file()) == n_files
