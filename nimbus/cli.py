@@ -178,6 +178,61 @@ class NimbusCLI:
             raise NimbusError(f"{len(failed)} of {len(products)} product(s) failed: {', '.join(failed)}")
         return "\n".join(lines)
 
+    def uncertain(
+        self,
+        checkpoint: str,
+        arrays: str,
+        out: str,
+        k: int = 50,
+        passes: int = 16,
+        method: str = "std",
+        window: int | None = None,
+        spacing: float = 2.0,
+        split: str | None = None,
+        labelled: str | None = None,
+        min_valid: float = 0.2,
+        batch: int = 8,
+        device: str | None = None,
+        seed: int = 0,
+    ) -> dict:
+        """Select the patches the model is least sure of (MC dropout) and write them as samples to label.
+
+        The pool is every patch of the products in neither the training nor the test split, minus
+        patches that already are samples (in OUT or in --labelled folders). Writes OUT/manifest.json,
+        one folder per sample (truecolor, falsecolor, auto_label, prediction, uncertainty GeoTIFFs),
+        OUT/scores.csv and plots (uncertainty by month x day, map over the tile). Label them with
+        `nimbus label OUT`, then train with `nimbus train --al-labels OUT`.
+
+        Args:
+            checkpoint: a checkpoint written by `nimbus train` (best.pt).
+            arrays: the arrays folder (`nimbus arrays`).
+            out: the samples folder (created, or extended when it exists).
+            k: number of samples to select.
+            passes: MC-dropout passes per patch.
+            method: std (as the original: std of the softmax over passes, mean over classes),
+                entropy (predictive entropy) or mutual_information.
+            window: sample size in pixels (default: the checkpoint's training window).
+            spacing: minimum distance, in windows, between two selected patches of one product.
+            split: split JSON (default: the checkpoint's split, or split.json beside it).
+            labelled: comma-separated samples folders whose samples must not be selected again.
+            min_valid: skip patches with a smaller fraction of valid pixels.
+            batch: passes per forward call.
+            device: cpu, cuda, cuda:1 ... (default: CUDA when available).
+            seed: seed of the dropout masks.
+
+        Returns:
+            A summary: pool, number of patches scored, sample ids selected, scores and plot paths.
+        """
+        from nimbus.train.uncertainty import select_samples
+
+        dirs = [d for d in str(labelled).split(",") if d.strip()] if labelled else []
+        res = select_samples(
+            arrays, out, checkpoint=checkpoint, split=split, k=int(k), passes=int(passes), method=method,
+            window=window, spacing=float(spacing), labelled=dirs, min_valid=float(min_valid), batch=int(batch),
+            device=device, seed=int(seed),
+        )
+        return {**res, "selected": len(res["selected"])}
+
     def label(self, samples_dir: str, host: str = "127.0.0.1", port: int = 8765, no_browser: bool = False) -> None:
         """Open the labelling web tool on a samples folder written by `nimbus uncertain`.
 
@@ -194,6 +249,168 @@ class NimbusCLI:
 
         serve(samples_dir, host=host, port=port, open_browser=not no_browser)
 
+
+    def train(
+        self,
+        arrays: str | None = None,
+        out: str | None = None,
+        model: str = "segnet",
+        encoder: str = "resnet18",
+        epochs: int | None = None,
+        lr: float = 1e-3,
+        batch: int = 8,
+        patch: int = 512,
+        dropout: float = 0.2,
+        channels: Any = None,
+        resolution: float | None = None,
+        seed: int = 0,
+        resume: str | None = None,
+        al_labels: str | None = None,
+        al_weight: float = 1.0,
+        workers: int = 0,
+        patches_per_epoch: int | None = None,
+        weight_decay: float = 1e-4,
+        dice: float = 0.0,
+        lovasz: float = 0.0,
+        split: str | None = None,
+        device: str | None = None,
+        amp: bool = True,
+    ) -> str:
+        """Train a segmentation model on training arrays (patches sampled from memory maps).
+
+        Splits the products by date (OUT/split.json), normalises with statistics of the training
+        products (OUT/stats.json), trains with AdamW and a warm-up + cosine schedule, validates
+        every epoch (OUT/metrics.csv, OUT/curves.png: per-class IoU, mIoU, accuracy, confusion
+        matrix), keeps OUT/best.pt and OUT/last.pt and evaluates best.pt on the test products
+        (OUT/test_metrics.json). Run under `torchrun --nproc-per-node N -m nimbus train ...` for
+        data-parallel training (NCCL on GPUs, gloo on CPUs).
+
+        Args:
+            arrays: the arrays folder written by `nimbus arrays` (ARRAYS_DIR/<product_id>/...).
+            out: output folder for checkpoints, metrics and plots.
+            model: segnet, deeplabv3, unet, unetplusplus, fpn or psp.
+            encoder: smp encoder: resnet18, resnet34, mobilenet_v2, efficientnet-b0, ... (not segnet).
+            epochs: total epochs (default 10; with --resume the new total, default: the checkpoint's).
+            lr: peak AdamW learning rate.
+            batch: patches per step (per process under torchrun).
+            patch: patch size in pixels (divisible by 32 for the smp models).
+            dropout: dropout probability (also the MC-dropout rate of `nimbus uncertain`).
+            channels: input channels, comma-separated (default: B01..B12 with B8A, altitude, treecover).
+            resolution: pixel size in metres the arrays must have (default: the arrays').
+            seed: random seed of the split, statistics, weights and patches.
+            resume: a last.pt to continue from (its options are kept; --epochs sets the new total).
+            al_labels: samples folder with hand labels from `nimbus label` (active learning).
+            al_weight: loss weight of hand-labelled pixels.
+            workers: data-loading worker processes.
+            patches_per_epoch: random patches per epoch (default: enough to cover the area once).
+            weight_decay: AdamW weight decay.
+            dice: weight of an added Dice loss (0: none).
+            lovasz: weight of an added Lovasz-softmax loss (0: none).
+            split: a split.json to reuse instead of splitting afresh.
+            device: cpu, cuda, cuda:1 ... (default: the GPU when there is one).
+            amp: mixed precision on GPU.
+
+        Returns:
+            Where the best checkpoint is, its epoch and validation mIoU, and the test metrics.
+        """
+        from nimbus.train.loop import train
+
+        if resume:
+            options: dict[str, Any] = {"resume": str(resume), "workers": workers, "device": device}
+            if epochs is not None:
+                options["epochs"] = epochs
+        else:
+            if isinstance(channels, str):
+                channels = [c.strip() for c in channels.split(",") if c.strip()]
+            options = dict(
+                model=model, encoder=encoder, epochs=10 if epochs is None else epochs, lr=lr, batch=batch, patch=patch,
+                dropout=dropout, channels=list(channels) if channels else None, resolution=resolution, seed=seed,
+                al_labels=al_labels, al_weight=al_weight, workers=workers, patches_per_epoch=patches_per_epoch,
+                weight_decay=weight_decay, dice=dice, lovasz=lovasz, split=split, device=device, amp=amp,
+            )
+        summary = train(arrays, out, **options)
+        if summary["rank"] != 0:
+            return ""
+        lines = [f"best: {summary['best']} (epoch {summary['best_epoch']}, validation mIoU {summary['best_miou']:.4f})", f"last: {summary['last']}"]
+        if summary["test"]:
+            t = summary["test"]
+            lines.append(f"test: mIoU {t['miou']:.4f}, accuracy {t['accuracy']:.4f} ({summary['out']}/test_metrics.json)")
+        return "\n".join(lines)
+
+    def export(
+        self,
+        checkpoint: str,
+        out: str,
+        name: str | None = None,
+        version: str = "1",
+        window: int | None = None,
+        overlap: float = 0.5,
+        dynamic: bool | None = None,
+        fp16: bool = False,
+        int8: bool = False,
+        calibration: str | None = None,
+        heldout: str | None = None,
+        patches: int = 32,
+        tolerance: float = 1e-4,
+        card: bool = True,
+        threads: int = 0,
+    ) -> str:
+        """Export a checkpoint to a self-describing ONNX model (normalisation and softmax inside).
+
+        Writes OUT (fp32; parity with PyTorch checked on random and real-shaped inputs, fails above
+        tolerance), OUT-fp16.onnx with --fp16 (float16 compute, float32 input/output, for GPUs),
+        OUT-int8.onnx with --int8 --calibration ARRAYS (static QDQ int8, for CPUs) and the model
+        card OUT.md (with the variants' mIoU change against fp32 on held-out patches and speed-up).
+
+        Args:
+            checkpoint: best.pt / last.pt written by `nimbus train`.
+            out: the .onnx file to write.
+            name: model name in the metadata and output file names (default nimbus-<arch>-<encoder>).
+            version: model version in the metadata and output file names.
+            window: window size in px (default: the training patch; PSPNet's fixed input size).
+            overlap: default window overlap fraction used by `nimbus segment`.
+            dynamic: dynamic height/width (default: yes, except PSPNet which needs a fixed window).
+            fp16: also write the float16 variant.
+            int8: also write the int8 variant (needs --calibration).
+            calibration: `nimbus arrays` folder (with labels) whose patches calibrate int8; its
+                latest products are held out for the scores unless --heldout is given.
+            heldout: `nimbus arrays` folder with labels for the held-out scores.
+            patches: number of calibration (and of held-out) patches.
+            tolerance: largest allowed max |probability difference| between ONNX and PyTorch.
+            card: write the model card OUT.md.
+            threads: onnxruntime threads for the timings (0 = default).
+
+        Returns:
+            The files written, the parity figures and the held-out scores.
+        """
+        from nimbus.export.command import run_export
+
+        outputs = run_export(
+            checkpoint, out, name=name, version=str(version), window=window, overlap=overlap, dynamic=dynamic,
+            fp16=fp16, int8=int8, calibration=calibration, heldout=heldout, patches=patches, tolerance=tolerance,
+            card=card, threads=threads,
+        )
+        return "\n".join(outputs.lines())
+
+    def demo(self, out: str = "nimbus-demo", model: str | None = None, size: int = 1098, threads: int = 0) -> str:
+        """Segment a synthetic product with the built-in default model and score it against the truth.
+
+        Makes a synthetic Sentinel-2 L1C product (with auxiliary layers and the generator's true
+        class map), writes the class map (COG) and a quicklook PNG, and prints where they are and
+        how well the map agrees with the truth. No download, no torch.
+
+        Args:
+            out: output folder.
+            model: another Nimbus ONNX model to use instead of the default.
+            size: product side in 10 m pixels (a multiple of 6).
+            threads: CPU threads (0 = all cores).
+
+        Returns:
+            The paths written and the accuracy against the generator's truth.
+        """
+        from nimbus.demo import run_demo
+
+        return run_demo(out, model=model, size=size, threads=threads).report()
 
     def extract(self, src: str, dst: str, cog: bool = False, max_gb: float = 8.0, max_ratio: float = 200.0) -> str:
         """Unpack every zipped product in SRC into DST/<tile>/<product id>/ (safe, atomic, idempotent).

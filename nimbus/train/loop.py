@@ -446,6 +446,13 @@ def _run(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: _Dist, hand_labels: M
     else:
         split = stats = None
     split, stats = _broadcast((split, stats), d)
+    if hand_labels is None:
+        hand_labels = _load_hand_labels(cfg)
+    if hand_labels:
+        # Hand labels come from nimbus uncertain's pool (products outside train and test): they train.
+        from nimbus.train.handlabels import include_in_training
+
+        split = include_in_training(split, hand_labels)
 
     train_products = [ProductArrays(Path(cfg.arrays) / p) for p in split["train"]]
     val_ids = split["val"] or split["train"]
