@@ -39,6 +39,7 @@ from nimbus.errors import CorruptArchiveError, MetadataError, MissingBandError, 
 from nimbus.metadata import (
     ProductMetadata,
     TileMetadata,
+    baseline_has_offsets,
     parse_aws_tile_info,
     parse_product_metadata,
     parse_stac_item,
@@ -669,14 +670,23 @@ def open_product(path: str | os.PathLike[str], tile: str | None = None) -> Produ
         raise NotAProductError(
             f"{p}: not a Sentinel-2 product (expected a .SAFE folder, a zipped SAFE or a folder of band files)"
         )
-    src = _FolderSource(p)
-    names = src.list()
-    if not any(_PRODUCT_MTD_RE.match(PurePosixPath(n).name) or _BAND_RE.search(PurePosixPath(n).name) for n in names):
-        safes = [c for c in p.iterdir() if c.is_dir() and c.name.upper().endswith(".SAFE")]
+    top = [c.name for c in p.iterdir()]
+    if not any(_PRODUCT_MTD_RE.match(n) or _TILE_MTD_RE.match(n) or _BAND_RE.search(n) or n.upper() in ("GRANULE", "IMG_DATA") for n in top):
+        safes = [p / n for n in top if n.upper().endswith(".SAFE") and (p / n).is_dir()]
         if len(safes) == 1:
             return open_product(safes[0], tile)
-        raise NotAProductError(f"{p}: folder holds no Sentinel-2 product (no MTD_MSIL*.xml and no band files)")
-    layout = "safe" if any(_PRODUCT_MTD_RE.match(PurePosixPath(n).name) or n.upper().startswith("GRANULE/") for n in names) else "cog"
+        raise NotAProductError(
+            f"{p}: folder holds no Sentinel-2 product (no MTD_MSIL*.xml, no GRANULE/ and no band files"
+            + (f"; it holds {len(safes)} .SAFE folders: open one of them" if safes else "")
+            + ")"
+        )
+    src = _FolderSource(p)
+    names = src.list()
+    is_safe = any(
+        _PRODUCT_MTD_RE.match(PurePosixPath(n).name) or _TILE_MTD_RE.match(PurePosixPath(n).name) or n.upper().startswith("GRANULE/")
+        for n in names
+    )
+    layout = "safe" if is_safe else "cog"
     return _open_listing(p, layout, src, tile, names)
 
 
@@ -707,7 +717,7 @@ def _open_listing(path: Path, layout: str, src: _Source, tile: str | None, names
         txml = tile_xmls.get(chosen) or next(iter(tile_xmls.values()))
         tmd = parse_tile_metadata(src.read_bytes(txml), name=src.describe(txml))
         md = ProductMetadata(source=tmd.source, level=tmd.level, baseline=tmd.baseline, sensing_time=tmd.sensing_time,
-                             offsets={b: (-1000.0 if tmd.baseline >= "04.00" else 0.0) for b in BANDS}, cloud_cover=tmd.cloud_cover)  # fmt: skip
+                             offsets={b: (-1000.0 if baseline_has_offsets(tmd.baseline) else 0.0) for b in BANDS}, cloud_cover=tmd.cloud_cover)  # fmt: skip
     elif layout == "zip":
         raise NotAProductError(f"{path}: zip holds band files but no Sentinel-2 metadata (MTD_MSIL*.xml)")
     else:
@@ -744,7 +754,7 @@ def _cog_metadata(path: Path, src: _Source, names: list[str], files: dict[str, B
     for n in names:
         if "/" not in n and (n.lower() in ("mtd_tl.xml", "metadata.xml", "granule_metadata.xml")):
             tmd = parse_tile_metadata(src.read_bytes(n), name=src.describe(n))
-            off = -1000.0 if tmd.baseline >= "04.00" else 0.0
+            off = -1000.0 if baseline_has_offsets(tmd.baseline) else 0.0
             return ProductMetadata(source=tmd.source, level=tmd.level, baseline=tmd.baseline, sensing_time=tmd.sensing_time,
                                    offsets={b: off for b in BANDS}, cloud_cover=tmd.cloud_cover), tmd  # fmt: skip
     level = "L2A" if "SCL" in files else "L1C"
