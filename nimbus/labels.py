@@ -63,6 +63,7 @@ __all__ = [
     "WATER",
     "build_labels",
     "cloud_probability",
+    "cloud_probability_coarse",
     "exolabs_rules",
     "scl_to_classes",
 ]
@@ -153,30 +154,20 @@ def _block_mean(data: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray
     return mean, ok
 
 
-def cloud_probability(
-    product: Any,
-    crs: CRS | str,
-    transform: Affine,
-    shape: tuple[int, int],
-    work_res: int = 160,
-    strip_rows: int = 1024,
-) -> np.ndarray:
-    """Cloud probability (0..1, NaN without data) of a product computed locally with ``s2cloudless``.
+def cloud_probability_coarse(product: Any, work_res: int = 160, strip_rows: int = 1024) -> tuple[np.ndarray, CRS, Affine]:
+    """Cloud probability of a product at the detector's own resolution (``s2cloudless``).
 
     The detector gets top-of-atmosphere reflectance (``Product.read(kind="reflectance")``, offsets
-    applied, divided by the quantification) of its 10 bands, averaged to ``work_res`` metres (it was
-    trained at 160 m); the probabilities are then interpolated bilinearly onto the target grid.
+    applied, divided by the quantification) of its 10 bands, averaged over blocks to ``work_res``
+    metres (it was trained at 160 m). Blocks less than half covered by data are NaN.
 
     Args:
         product: an opened L1C product.
-        crs: the target grid's CRS.
-        transform: the target grid's transform.
-        shape: the target grid's (height, width).
         work_res: the pixel size the detector runs at (a multiple of 10, 20 or 60).
-        strip_rows: rows of the reading grid processed at a time.
+        strip_rows: rows of the reading grid processed at a time (memory bound).
 
     Returns:
-        float32 (height, width).
+        ``(probability float32 (h, w) 0..1 or NaN, crs, transform)`` of the coarse grid.
 
     Raises:
         LabelError: the product lacks a band the detector needs (e.g. B10 in L2A).
@@ -205,11 +196,39 @@ def cloud_probability(
     detector = S2PixelCloudDetector(threshold=0.4, average_over=1, dilation_size=1, all_bands=False)
     prob = detector.get_cloud_probability_maps(np.moveaxis(x, 0, -1)[None])[0].astype(np.float32)
     prob[~ok] = np.nan
-    src_transform = product.transform(base) @ Affine.scale(f)
+    return prob, CRS.from_user_input(product.crs), product.transform(base) @ Affine.scale(f)
+
+
+def _warp_probability(coarse: tuple[np.ndarray, CRS, Affine], crs: CRS, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
+    prob, src_crs, src_transform = coarse
     out = np.full(tuple(shape), np.nan, np.float32)
-    reproject(prob, out, src_transform=src_transform, src_crs=product.crs, src_nodata=np.nan,
+    reproject(prob, out, src_transform=src_transform, src_crs=src_crs, src_nodata=np.nan,
               dst_transform=transform, dst_crs=crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
     return out
+
+
+def cloud_probability(
+    product: Any,
+    crs: CRS | str,
+    transform: Affine,
+    shape: tuple[int, int],
+    work_res: int = 160,
+) -> np.ndarray:
+    """Cloud probability (0..1, NaN without data) of a product, computed locally, on a target grid.
+
+    :func:`cloud_probability_coarse` interpolated bilinearly onto the grid.
+
+    Args:
+        product: an opened L1C product.
+        crs: the target grid's CRS.
+        transform: the target grid's transform.
+        shape: the target grid's (height, width).
+        work_res: the pixel size the detector runs at.
+
+    Returns:
+        float32 (height, width).
+    """
+    return _warp_probability(cloud_probability_coarse(product, work_res), CRS.from_user_input(crs), transform, shape)
 
 
 @dataclass
@@ -378,19 +397,19 @@ def build_labels(
         except rasterio.errors.RasterioIOError as exc:
             raise LabelError(f"{path}: cannot be read as a raster ({exc})") from exc
     reprojected = [str(p) for p in inputs.values() if not _same_grid(p, t)]
-    prob_full = None
+    coarse = None
     prob_scale = 1.0
     if exolabs and cloudprob is None and s2cloudless:
         from nimbus.product import open_product
 
         if not t.product_path:
             raise LabelError(f"{target}: no source product known to compute s2cloudless; give --cloudprob rasters")
-        prob_full = cloud_probability(open_product(t.product_path), t.crs, t.transform, t.shape)
+        coarse = cloud_probability_coarse(open_product(t.product_path))
     elif cloudprob is not None:
         with rasterio.open(cloudprob) as src:
             stats_max = float(np.nanmax(src.read(1, out_shape=(min(src.height, 256), min(src.width, 256)))))
         prob_scale = 100.0 if stats_max > 1.0 else 1.0
-    source = "scl" if scl else ("exolabs+s2cloudless" if prob_full is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
+    source = "scl" if scl else ("exolabs+s2cloudless" if coarse is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
     if source == "scl" and (cloudprob or water or s2cloudless):
         raise LabelError("--scl maps the scene classification alone; --cloudprob/--s2cloudless/--water apply to ExoLabs")
     report = LabelReport(out, source, date=t.date, reprojected=reprojected)
@@ -420,8 +439,8 @@ def build_labels(
                     wmask &= wok
                     uncovered |= ~wok
                 prob = None
-                if prob_full is not None:
-                    prob = prob_full[r0 : r0 + rows]
+                if coarse is not None:
+                    prob = _warp_probability(coarse, t.crs, tr, shape)
                     uncovered |= ~np.isfinite(prob)
                 elif cloudprob:
                     pv, pok = read_layer(cloudprob, t.crs, tr, shape, Resampling.nearest)
