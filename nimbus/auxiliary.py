@@ -357,12 +357,14 @@ def build_layer(
                     sources=";".join(os.path.basename(str(s)) for s in sources),
                 )
             if missing and not allow_fill:
-                total_missing = missing + _count_missing_rest(srcs, crs, transform, (h, w), r0 + rows, strip_rows)
+                rest = _count_missing_rest(srcs, crs, transform, (h, w), r0 + rows, strip_rows)
+                total_missing = missing + rest
                 pct = 100.0 * total_missing / (h * w)
                 names = ", ".join(str(s) for s in sources)
+                about = "about " if r0 + rows < h else ""  # rows after the first gap are counted on a coarse grid
                 raise AuxiliaryDataError(
                     f"layer {name!r} from {names} does not cover the grid of {out.name}: "
-                    f"{total_missing} of {h * w} pixels ({pct:.2f}%) are missing; add rasters that cover "
+                    f"{about}{total_missing} of {h * w} pixels ({pct:.2f}%) are missing; add rasters that cover "
                     f"the whole tile or allow filling with nodata (--fill)"
                 )
             with atomic_path(out) as tmp:
