@@ -19,8 +19,8 @@ Rules, in the original order:
 
 ``masked``: pixels with ExoLabs nodata (band 1 = 0) or without data in any label input become 255.
 Without it they keep the class the rules give, and the output's metadata says how many there were
-(``uncovered_pixels``). Pixels without image data (the product's nodata) are 255 in every mode: no
-pixel without input data ever carries a class.
+(``uncovered_pixels``). Pixels without image data (the product's nodata, or an auxiliary layer of
+the arrays without a value) are 255 in every mode: no pixel without input data ever carries a class.
 
 L2A scene classification (``SCL_TO_CLASS``), for users without ExoLabs: 8, 9 (cloud medium/high
 probability) and 10 (thin cirrus) -> cloud; 11 snow -> snow; 6 water -> water; 2 dark area,
@@ -277,8 +277,10 @@ def _target_from(target: str | os.PathLike[str], res: int | None) -> _Target:
             )
 
         def valid_rows(r0: int, rows: int) -> np.ndarray:
-            b = np.asarray(stack.bands[:, r0 : r0 + rows])
-            return (b != 0).all(axis=0)
+            ok = (np.asarray(stack.bands[:, r0 : r0 + rows]) != 0).all(axis=0)
+            if stack.aux is not None:  # a pixel without an auxiliary value cannot be trained on either
+                ok &= np.isfinite(np.asarray(stack.aux[:, r0 : r0 + rows])).all(axis=0)
+            return ok
 
         return _Target(stack.crs, stack.transform, stack.shape, stack.meta["product_id"], stack.meta.get("date"),
                        valid_rows, stack.meta.get("source") or None)

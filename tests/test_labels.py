@@ -268,3 +268,18 @@ def test_cli_arrays_and_labels(stack: Path, tmp_path: Path, capsys: pytest.Captu
     assert "labels.tif: exolabs" in out and "nodata" in out
     got, tags = _classes(folder / "labels.tif")
     assert tags["masked"] == "True" and (got[100:] == NODATA).all()
+
+
+def test_pixels_without_aux_values_get_no_class(stack: Path, tmp_path: Path) -> None:
+    st = ArrayStack(stack)
+    h, w = st.shape
+    aux = tmp_path / "aux"
+    aux.mkdir()
+    _write(aux / "32TMS_altitude_20m.tif", np.full((h, w // 2), 500, np.float32), st.crs, st.transform)  # left half only
+    folder, _ = build_arrays(st.meta["source"], tmp_path / "arr", res=20, aux_dir=aux, layers=["altitude"])
+    alt = np.load(folder / "aux.npy")[0]
+    assert np.isnan(alt[:, w // 2 :]).all() and (alt[:, : w // 2] == 500).all()
+    inp = _inputs(stack, tmp_path)
+    rep = build_labels(folder, exolabs=inp["exolabs"])
+    got, _ = _classes(rep.path)
+    assert (got[:, w // 2 :] == NODATA).all() and (got[:, : w // 2] != NODATA).any()
