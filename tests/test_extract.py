@@ -201,3 +201,18 @@ def test_cli_extract_reports_and_exits_nonzero_on_failures(tmp_path: Path, oper_
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "extracted 0, skipped 1, failed 1" in err and "bad.zip" in err
+
+
+def test_cog_store_of_an_l2a_reads_like_the_zip(tmp_path: Path, synthetic_l2a_zip) -> None:
+    from nimbus.product import open_product
+
+    folder, done = extract_product(synthetic_l2a_zip.path, tmp_path / "store", cog=True)
+    assert done and folder.parent.name == "32TMS"
+    original, extracted = open_product(synthetic_l2a_zip.path), open_product(folder)
+    assert extracted.product_id == original.product_id == folder.name
+    assert extracted.bands == original.bands and extracted.level == "L2A"
+    assert all(extracted.band_file(b).endswith(".tif") for b in extracted.bands)
+    for kind in ("harmonized", "reflectance"):
+        a, va = original.read(["B02", "B8A", "B09", "SCL"], res=20, kind=kind)
+        b, vb = extracted.read(["B02", "B8A", "B09", "SCL"], res=20, kind=kind)
+        assert np.array_equal(a, b) and np.array_equal(va, vb)
