@@ -16,11 +16,18 @@
 //    the weighted mean of its *valid* taps (weights renormalised). A valid result that happens to equal
 //    the nodata value is moved to the next representable value (GDAL does the same).
 //  * cubic: Keys' cubic convolution (a = -0.5) on the 4x4 taps i0-1..i0+2; where those taps are not all
-//    inside the band or not all valid, the bilinear result is used (GDAL's rule).
+//    inside the band or not all valid, the bilinear result is used (GDAL's rule). Where a destination
+//    centre falls exactly on a source centre (t = 0: odd factors), GDAL's floating-point position lands
+//    on either side, so on the second row/column from a band edge GDAL may use cubic or bilinear there
+//    depending on the grid's coordinates; we use the exact rule (taps i0-1 .. i0+2).
 //  * uint16 results are rounded half up and clamped to [0, 65535]; bilinear x2 on uint16 is exact
 //    integer arithmetic (GDAL's double result rounded), other factors use float32 arithmetic.
 //  * downsampling by f: mean of the valid pixels of each f x f block (nodata where none is valid).
 #include <pybind11/numpy.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -219,12 +226,6 @@ void vsum4_u16(const uint16_t* __restrict a, const uint16_t* __restrict b, const
     v[x] = ((w0 * float(a[x]) + w1 * float(b[x])) + w2 * float(c[x])) + w3 * float(d[x]);
 }
 
-NIMBUS_CLONES
-void hbilinear_gather_f32(const float* __restrict v, const int32_t* __restrict b0, const int32_t* __restrict b1,
-                          const float* __restrict w0, const float* __restrict w1, float* __restrict out, int64_t n) {
-  for (int64_t x = 0; x < n; ++x) out[x] = w0[x] * v[b0[x]] + w1[x] * v[b1[x]];
-}
-
 // ---------------------------------------------------------------------------------------------
 // Upsampling of one destination row.
 
@@ -315,12 +316,164 @@ inline void for_each_dependent(const Axis& X, const uint8_t* bad, int64_t sw, Fn
   }
 }
 
+// Interior blocks of the destination window along x: source index g (global) produces destination
+// columns f*g .. f*g+f-1, whose taps g-1, g, g+1 are all inside the band when 1 <= g <= n-2.
+struct Blocks {
+  int64_t x_begin = 0;  // local destination column of the first interior block
+  int64_t count = 0;    // number of blocks
+  int64_t k0 = 0;       // local source index of the first block's g
+};
+
+inline Blocks interior_blocks(int f, int64_t dst_off, int64_t dw, int64_t src_off, int64_t n_src_full) {
+  Blocks B;
+  const int64_t ga = std::max<int64_t>(1, (dst_off + f - 1) / f);
+  const int64_t gb = std::min<int64_t>(n_src_full - 1, (dst_off + dw) / f);  // exclusive
+  if (gb > ga) {
+    B.x_begin = ga * f - dst_off;
+    B.count = gb - ga;
+    B.k0 = ga - src_off;
+  }
+  return B;
+}
+
+// Phase tables of a factor F: destination column F*g + p reads v[g + off[p]] and v[g + off[p] + 1]
+// with integer weights wi0[p], wi1[p] (sum 2F) or float weights wf0[p], wf1[p].
+struct Phases {
+  int off[8];
+  int32_t wi0[8], wi1[8];
+  float wf0[8], wf1[8];
+};
+
+inline Phases make_phases(int f) {
+  Phases P{};
+  const int64_t den = 2 * f;
+  for (int p = 0; p < f && p < 8; ++p) {
+    const int64_t num = 2 * p + 1 - f;  // relative to g: u = g + num / den
+    const int64_t i0 = floor_div(num, den), r = num - i0 * den;
+    P.off[p] = static_cast<int>(i0);
+    P.wi0[p] = static_cast<int32_t>(den - r);
+    P.wi1[p] = static_cast<int32_t>(r);
+    P.wf0[p] = static_cast<float>(double(den - r) / double(den));
+    P.wf1[p] = static_cast<float>(double(r) / double(den));
+  }
+  return P;
+}
+
+template <int F>
+void hphase_u16(const uint32_t* __restrict v, uint16_t* __restrict out, int64_t blocks, const Phases& P) {
+  constexpr uint32_t D = 4u * F * F;
+  int off[F];
+  uint32_t w0[F], w1[F];
+  for (int p = 0; p < F; ++p) off[p] = P.off[p], w0[p] = uint32_t(P.wi0[p]), w1[p] = uint32_t(P.wi1[p]);
+  for (int64_t k = 0; k < blocks; ++k) {
+    uint16_t* o = out + F * k;
+    for (int p = 0; p < F; ++p) o[p] = static_cast<uint16_t>((w0[p] * v[k + off[p]] + w1[p] * v[k + off[p] + 1] + D / 2) / D);
+  }
+}
+
+template <int F>
+void hphase_f32(const float* __restrict v, float* __restrict out, int64_t blocks, const Phases& P) {
+  int off[F], off1[F];
+  float w0[F], w1[F];
+  for (int p = 0; p < F; ++p) {
+    off[p] = P.off[p], w0[p] = P.wf0[p], w1[p] = P.wf1[p];
+    off1[p] = P.wi1[p] == 0 ? off[p] : off[p] + 1;  // as Axis: a zero-weight tap repeats the first one
+  }
+  for (int64_t k = 0; k < blocks; ++k) {
+    float* o = out + F * k;
+    for (int p = 0; p < F; ++p) o[p] = w0[p] * v[k + off[p]] + w1[p] * v[k + off1[p]];
+  }
+}
+
+template <int F, typename T>
+void nearest_blocks(const T* __restrict row, T* __restrict out, int64_t blocks) {
+  for (int64_t k = 0; k < blocks; ++k) {
+    const T v = row[k];
+    for (int p = 0; p < F; ++p) out[F * k + p] = v;
+  }
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define NIMBUS_HAVE_AVX2_KERNEL 1
+// Bilinear x2 on uint16 for one destination row, fused vertical + horizontal, exact integer math:
+// V[x] = lo[x] + 3 hi[x]; out[2k] = (V[k-1] + 3V[k] + 8) >> 4; out[2k+1] = (3V[k] + V[k+1] + 8) >> 4.
+// lo/hi point at the local source index of the first block; reads lo[-1] .. lo[pairs].
+__attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __restrict lo, const uint16_t* __restrict hi,
+                                                          uint16_t* __restrict out, int64_t pairs) {
+  const __m256i eight = _mm256_set1_epi32(8);
+  const __m256i shuf = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,  //
+                                        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
+#define NIMBUS_V(l, h)                                                                                  \
+  _mm256_add_epi32(                                                                                    \
+      _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(l))),    \
+                       _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)))),   \
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))), 1))
+  int64_t k = 0;
+  auto scalar = [&](int64_t kk) {
+    const uint32_t vm = lo[kk - 1] + 3u * hi[kk - 1], v0 = lo[kk] + 3u * hi[kk], vp = lo[kk + 1] + 3u * hi[kk + 1];
+    const uint32_t c = 3u * v0 + 8u;
+    out[2 * kk] = static_cast<uint16_t>((vm + c) >> 4);
+    out[2 * kk + 1] = static_cast<uint16_t>((c + vp) >> 4);
+  };
+  // peel pairs until the output is 32-byte aligned, then stream (the output is far larger than cache)
+  const bool stream = (reinterpret_cast<uintptr_t>(out) & 3) == 0 && pairs >= 64;
+  if (stream)
+    while (k < pairs && (reinterpret_cast<uintptr_t>(out + 2 * k) & 31) != 0) scalar(k++);
+  for (; k + 8 <= pairs; k += 8) {
+    const __m256i vm = NIMBUS_V(lo + k - 1, hi + k - 1);
+    const __m256i v0 = NIMBUS_V(lo + k, hi + k);
+    const __m256i vp = NIMBUS_V(lo + k + 1, hi + k + 1);
+    const __m256i c = _mm256_add_epi32(_mm256_add_epi32(v0, _mm256_slli_epi32(v0, 1)), eight);
+    const __m256i e = _mm256_srli_epi32(_mm256_add_epi32(vm, c), 4);
+    const __m256i o = _mm256_srli_epi32(_mm256_add_epi32(vp, c), 4);
+    const __m256i pk = _mm256_shuffle_epi8(_mm256_packus_epi32(e, o), shuf);
+    if (stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(out + 2 * k), pk);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * k), pk);
+  }
+  for (; k < pairs; ++k) scalar(k);
+  if (stream) _mm_sfence();
+}
+#undef NIMBUS_V
+
+inline bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+#else
+inline bool cpu_has_avx2() { return false; }
+#endif
+
+// Per-thread cache of "this source row has nodata" (consecutive destination rows share source rows).
+template <typename T>
+struct RowNdCache {
+  const T* ptr[4] = {nullptr, nullptr, nullptr, nullptr};
+  bool val[4] = {false, false, false, false};
+  int next = 0;
+  bool get(const T* row, int64_t n, const NoData<T>& nd) {
+    for (int i = 0; i < 4; ++i)
+      if (ptr[i] == row) return val[i];
+    bool any;
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      any = any_eq_u16(row, nd.value, n) != 0;
+    } else {
+      any = false;
+      for (int64_t x = 0; x < n; ++x) any |= nd.is(row[x]);
+    }
+    ptr[next] = row, val[next] = any;
+    next = (next + 1) & 3;
+    return any;
+  }
+};
+
 template <typename T>
 struct RowScratch {
   std::vector<uint32_t> vi;
   std::vector<float> vf;
   std::vector<uint8_t> bad;
   std::vector<float> of;
+  RowNdCache<T> nd_cache;
 };
 
 template <typename T>
@@ -328,7 +481,22 @@ void up_row_nearest(const UpJob<T>& J, const T* s, int64_t y, T* out) {
   const Axis& X = *J.X;
   const T* row = s + int64_t(J.Y->nearest[y]) * J.sw;
   const int32_t* nx = X.nearest.data();
-  for (int64_t x = 0; x < J.dw; ++x) out[x] = row[nx[x]];
+  const Blocks B = interior_blocks(J.f, J.dst_x_off, J.dw, J.src_x_off, J.n_src_x_full);
+  int64_t x = 0;
+  if (B.count > 0) {
+    for (; x < B.x_begin; ++x) out[x] = row[nx[x]];
+    T* o = out + B.x_begin;
+    const T* r = row + B.k0;
+    switch (J.f) {
+      case 2: nearest_blocks<2>(r, o, B.count); break;
+      case 3: nearest_blocks<3>(r, o, B.count); break;
+      case 6: nearest_blocks<6>(r, o, B.count); break;
+      default:
+        for (int64_t xx = 0; xx < B.count * J.f; ++xx) o[xx] = row[nx[B.x_begin + xx]];
+    }
+    x = B.x_begin + B.count * J.f;
+  }
+  for (; x < J.dw; ++x) out[x] = row[nx[x]];
 }
 
 template <typename T>
@@ -338,53 +506,76 @@ void up_row_bilinear(const UpJob<T>& J, const T* s, int64_t y, T* out, RowScratc
   const int64_t sw = J.sw;
   const T* a = s + int64_t(Y.b0[y]) * sw;
   const T* b = s + int64_t(Y.b1[y]) * sw;
+  const bool use_b = Y.wi1[y] != 0;
   bool row_has_nd = false;
-  if (J.nd.on) {
-    if constexpr (std::is_same_v<T, uint16_t>) {
-      row_has_nd = any_eq_u16(a, J.nd.value, sw) || (Y.wi1[y] != 0 && any_eq_u16(b, J.nd.value, sw));
-    } else {
-      for (int64_t x = 0; x < sw && !row_has_nd; ++x) row_has_nd = J.nd.is(a[x]) || (Y.wi1[y] != 0 && J.nd.is(b[x]));
-    }
-  }
+  if (J.nd.on) row_has_nd = S.nd_cache.get(a, sw, J.nd) || (use_b && S.nd_cache.get(b, sw, J.nd));
+  const Blocks B = interior_blocks(J.f, J.dst_x_off, J.dw, J.src_x_off, J.n_src_x_full);
+  const Phases P = make_phases(J.f);
   if constexpr (std::is_same_v<T, uint16_t>) {
-    uint32_t* v = S.vi.data();
-    vsum_u16(a, b, uint32_t(Y.wi0[y]), uint32_t(Y.wi1[y]), v, sw);
+    const uint32_t wa = uint32_t(Y.wi0[y]), wb = uint32_t(Y.wi1[y]);
     const uint32_t D = uint32_t(4 * J.f * J.f);
     auto generic = [&](int64_t x) {
-      return static_cast<uint16_t>((uint32_t(X.wi0[x]) * v[X.b0[x]] + uint32_t(X.wi1[x]) * v[X.b1[x]] + D / 2) / D);
+      const uint32_t v0 = wa * a[X.b0[x]] + wb * b[X.b0[x]];
+      const uint32_t v1 = wa * a[X.b1[x]] + wb * b[X.b1[x]];
+      return static_cast<uint16_t>((uint32_t(X.wi0[x]) * v0 + uint32_t(X.wi1[x]) * v1 + D / 2) / D);
     };
     int64_t x = 0;
-    if (J.f == 2) {
-      // pairs (2k, 2k+1) with global 2k >= 2 and 2k+1 <= 2n-3 follow the constant pattern
-      const int64_t g0 = J.dst_x_off;
-      int64_t xa = 0;
-      while (xa < J.dw && ((g0 + xa) % 2 != 0 || g0 + xa < 2)) ++xa;
-      int64_t xend = std::min<int64_t>(J.dw, 2 * J.n_src_x_full - 2 - g0);  // exclusive, global 2n-2
-      int64_t pairs = xend > xa ? (xend - xa) / 2 : 0;
-      for (; x < xa && x < J.dw; ++x) out[x] = generic(x);
-      if (pairs > 0) {
-        const int64_t k0 = (g0 + xa) / 2 - J.src_x_off;  // local source index of the first pair
-        hpair_x2_u16(v + k0, out + xa, pairs);
-        x = xa + 2 * pairs;
+    if (B.count > 0) {
+      for (; x < B.x_begin; ++x) out[x] = generic(x);
+      uint16_t* o = out + B.x_begin;
+      bool done = false;
+#ifdef NIMBUS_HAVE_AVX2_KERNEL
+      if (J.f == 2 && cpu_has_avx2()) {
+        const bool b_heavy = wb == 3;
+        bilinear_x2_u16_avx2((b_heavy ? a : b) + B.k0, (b_heavy ? b : a) + B.k0, o, B.count);
+        done = true;
       }
+#endif
+      if (!done) {
+        uint32_t* v = S.vi.data();
+        vsum_u16(a, b, wa, wb, v, sw);
+        const uint32_t* vk = v + B.k0;
+        switch (J.f) {
+          case 2: hpair_x2_u16(vk, o, B.count); break;
+          case 3: hphase_u16<3>(vk, o, B.count, P); break;
+          case 6: hphase_u16<6>(vk, o, B.count, P); break;
+          default:
+            for (int64_t xx = B.x_begin; xx < B.x_begin + B.count * J.f; ++xx) out[xx] = generic(xx);
+        }
+      }
+      x = B.x_begin + B.count * J.f;
     }
     for (; x < J.dw; ++x) out[x] = generic(x);
     if (J.nd.on && J.nd.value != 0) {
-      for (int64_t x = 0; x < J.dw; ++x)
-        if (out[x] == J.nd.value) out[x] = J.nd.alt;
+      for (int64_t xx = 0; xx < J.dw; ++xx)
+        if (out[xx] == J.nd.value) out[xx] = J.nd.alt;
     }
   } else {
     float* v = S.vf.data();
-    vsum_f32(a, b, Y.wf0[y], Y.wf1[y], v, sw);
-    hbilinear_gather_f32(v, X.b0.data(), X.b1.data(), X.wf0.data(), X.wf1.data(), out, J.dw);
+    vsum_f32(a, use_b ? b : a, Y.wf0[y], Y.wf1[y], v, sw);  // never 0 * (nan or inf)
+    int64_t x = 0;
+    auto generic = [&](int64_t xx) { return X.wf0[xx] * v[X.b0[xx]] + X.wf1[xx] * v[X.b1[xx]]; };
+    if (B.count > 0) {
+      for (; x < B.x_begin; ++x) out[x] = generic(x);
+      float* o = out + B.x_begin;
+      const float* vk = v + B.k0;
+      switch (J.f) {
+        case 2: hphase_f32<2>(vk, o, B.count, P); break;
+        case 3: hphase_f32<3>(vk, o, B.count, P); break;
+        case 6: hphase_f32<6>(vk, o, B.count, P); break;
+        default:
+          for (int64_t xx = B.x_begin; xx < B.x_begin + B.count * J.f; ++xx) out[xx] = generic(xx);
+      }
+      x = B.x_begin + B.count * J.f;
+    }
+    for (; x < J.dw; ++x) out[x] = generic(x);
     if (J.nd.on) {
-      for (int64_t x = 0; x < J.dw; ++x)
-        if (J.nd.is(out[x])) out[x] = J.nd.alt;
+      for (int64_t xx = 0; xx < J.dw; ++xx)
+        if (J.nd.is(out[xx])) out[xx] = J.nd.alt;
     }
   }
   if (row_has_nd) {
     uint8_t* bad = S.bad.data();
-    const bool use_b = Y.wi1[y] != 0;
     for (int64_t x = 0; x < sw; ++x) bad[x] = J.nd.is(a[x]) || (use_b && J.nd.is(b[x]));
     for_each_dependent(X, bad, sw, [&](int64_t x) { out[x] = bilinear_slow(J, s, y, x); });
   }

@@ -8,7 +8,7 @@ Grids and the exact rules
 * Upsampling by an integer factor ``f`` (20→10 m: 2, 60→10 m: 6, 60→20 m: 3) maps destination
   pixel ``j`` (row or column) to source coordinate ``u = (j + 0.5) / f - 0.5`` (pixel centres, as
   GDAL's warper does); ``i0 = floor(u)``, ``t = u - i0``.
-* ``nearest``: source pixel ``j // f`` (pixel replication).
+* ``nearest``: source pixel ``j // f`` (pixel replication); any integer dtype (e.g. uint8 SCL).
 * ``bilinear``: taps ``i0, i0 + 1`` with weights ``1 - t, t`` in each axis; taps beyond the band
   edge are clamped to the edge. uint16 results are rounded half up. This equals
   ``rasterio.warp.reproject(..., resampling=Resampling.bilinear)`` onto the finer grid: exactly
@@ -16,7 +16,10 @@ Grids and the exact rules
 * ``cubic``: Keys' cubic convolution (``a = -0.5``, GDAL's ``cubic``) on the 4×4 taps
   ``i0 - 1 .. i0 + 2``. Where those 16 taps are not all inside the band or not all valid, the
   pixel takes the bilinear result instead (GDAL's rule). uint16 results are clamped to
-  ``[0, 65535]`` and rounded; they are within 1 DN of GDAL (computed in float32, GDAL in double).
+  ``[0, 65535]`` and rounded; they are within 1 DN of GDAL (computed in float32, GDAL in double),
+  except for odd factors (×3) on the second row/column from a band edge, where the destination
+  centre falls exactly on a source centre and GDAL's floating-point position decides between
+  cubic and bilinear depending on the grid's coordinates (we use exact arithmetic: cubic).
 * Nodata (``nodata=None`` disables it; for float32 it may be ``nan``):
 
   - an output pixel whose *nearest* source pixel (``j // f``) is nodata is nodata;
@@ -119,11 +122,13 @@ def parse_factor(factor: object) -> tuple[str, int]:
     return "down", f
 
 
-def _check_array(src: np.ndarray, what: str = "source") -> tuple[np.ndarray, bool]:
+def _check_array(src: np.ndarray, what: str = "source", any_dtype: bool = False) -> tuple[np.ndarray, bool]:
     """Validate dtype and ndim; return a contiguous (C, H, W) view and whether it was 2-D."""
     if not isinstance(src, np.ndarray):
         raise ResampleError(f"resample: {what} must be a numpy array, got {type(src).__name__}")
-    if src.dtype not in _DTYPES:
+    if any_dtype and src.dtype.kind in "biuf":
+        pass
+    elif src.dtype not in _DTYPES:
         raise ResampleError(f"resample: {what} dtype {src.dtype} is not supported; use uint16 or float32")
     if src.ndim not in (2, 3):
         raise ResampleError(f"resample: {what} must be (H, W) or (C, H, W), got {src.ndim} dimensions {src.shape}")
@@ -166,13 +171,24 @@ def upsample(src: np.ndarray, factor: int, method: str = "bilinear", nodata: flo
     Raises:
         ResampleError: bad dtype, rank, factor, method or nodata.
     """
-    arr, squeeze = _check_array(src)
-    f = _int_factor(factor)
     method = _check_method(method, UP_METHODS)
-    has_nd, nd = _nodata_args(nodata, arr.dtype)
+    arr, squeeze = _check_array(src, any_dtype=method == "nearest")
+    f = _int_factor(factor)
     _, h, w = arr.shape
+    if arr.dtype not in _DTYPES:  # nearest on class maps (uint8 SCL ...): pixel replication
+        out = _nearest_numpy(arr, f, (0, 0), (0, 0, h * f, w * f))
+        return out[0] if squeeze else out
+    has_nd, nd = _nodata_args(nodata, arr.dtype)
     out = _kernels().upsample(arr, f, method, has_nd, nd, 0, 0, h, w, 0, 0, h * f, w * f, int(threads))
     return out[0] if squeeze else out
+
+
+def _nearest_numpy(arr: np.ndarray, f: int, src_off: tuple[int, int], dst: tuple[int, int, int, int]) -> np.ndarray:
+    """Nearest upsampling of any dtype with numpy: destination (r0, c0, h, w) from a source window at src_off."""
+    r0, c0, h, w = dst
+    rows = (r0 + np.arange(h)) // f - src_off[0]
+    cols = (c0 + np.arange(w)) // f - src_off[1]
+    return np.ascontiguousarray(arr[:, rows][:, :, cols])
 
 
 def downsample_mean(src: np.ndarray, factor: int, nodata: float | None = 0, threads: int = 0) -> np.ndarray:
@@ -214,7 +230,7 @@ def downsample(src: np.ndarray, factor: int, method: str = "average", nodata: fl
     method = _check_method(method, DOWN_METHODS + ("bilinear", "cubic"))
     if method != "nearest":
         return downsample_mean(src, factor, nodata, threads)
-    arr, squeeze = _check_array(src)
+    arr, squeeze = _check_array(src, any_dtype=True)
     f = _int_factor(factor)
     _nodata_args(nodata, arr.dtype)
     _, h, w = arr.shape
@@ -346,11 +362,13 @@ def read_resampled(
     src_win = source_window((h, w), factor, dst_window, method)
     r0, c0, dh, dw = _window_bounds(dst_window, dshape)
     data = read_src(src_win)
-    arr, squeeze = _check_array(np.asarray(data), "read_src result")
+    arr, squeeze = _check_array(np.asarray(data), "read_src result", any_dtype=str(method).lower() == "nearest")
     want = (int(src_win.height), int(src_win.width))
     if arr.shape[1:] != want:
         raise ResampleError(f"resample: read_src returned shape {np.shape(data)} for window {src_win!r}, expected {want}")
-    if direction == "up":
+    if direction == "up" and arr.dtype not in _DTYPES:
+        out = _nearest_numpy(arr, f, (int(src_win.row_off), int(src_win.col_off)), (r0, c0, dh, dw))
+    elif direction == "up":
         has_nd, nd = _nodata_args(nodata, arr.dtype)
         out = _kernels().upsample(
             arr, f, method, has_nd, nd, int(src_win.row_off), int(src_win.col_off), h, w, r0, c0, dh, dw, int(threads)
