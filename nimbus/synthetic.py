@@ -28,7 +28,7 @@ import numpy as np
 from nimbus.atomic import atomic_path
 from nimbus.bands import BANDS, L1C_BANDS, L2A_BANDS, NATIVE_RESOLUTION
 from nimbus.metadata import baseline_has_offsets
-from nimbus.spectra import BOA_SPECTRA, CIRRUS_B10, toa_from_boa
+from nimbus.spectra import BOA_SPECTRA, CIRRUS_B10, PATH_REFLECTANCE, TRANSMITTANCE
 
 __all__ = [
     "CLASSES",
@@ -43,6 +43,8 @@ __all__ = [
 CLASSES: dict[str, int] = {"cloud": 0, "ground": 1, "snow": 2, "water": 3}
 #: Truth value of pixels without data.
 NODATA_CLASS = 255
+
+_NOISE_MAX = 2048  # fractal fields larger than this are drawn at a coarser grid and upsampled
 
 _QUANT = 10000.0
 _SOLAR = (1884.69, 1959.66, 1823.24, 1512.06, 1424.64, 1287.61, 1162.08, 1041.63, 955.32, 812.92, 367.15, 245.59, 85.25)
@@ -71,7 +73,8 @@ class SyntheticProduct:
         treecover: 10 m tree cover in percent, float32.
         cloud_opacity: 10 m cloud opacity 0..1 (1 = opaque cloud), float32.
         ambiguous: pixels with semi-transparent cloud (0.1 < opacity < 0.9), bool.
-        reflectance: the noiseless 13-band reflectance on the 10 m grid (TOA for L1C, BOA for L2A).
+        reflectance: (property) the noiseless 13-band reflectance on the 10 m grid (TOA for L1C,
+            BOA for L2A); :meth:`band_reflectance` gives one band.
         crs: "EPSG:326xx".
         transform: 6 numbers of the 10 m grid (a, b, c, d, e, f).
     """
@@ -89,9 +92,20 @@ class SyntheticProduct:
     treecover: np.ndarray = field(repr=False)
     cloud_opacity: np.ndarray = field(repr=False)
     ambiguous: np.ndarray = field(repr=False)
-    reflectance: np.ndarray = field(repr=False)
     crs: str = ""
     transform: tuple[float, ...] = ()
+    _scene: _Scene | None = field(default=None, repr=False, compare=False)
+
+    def band_reflectance(self, band: str) -> np.ndarray:
+        """The noiseless reflectance of one band on the 10 m grid (TOA for L1C, BOA for L2A), float32."""
+        if self._scene is None:
+            raise ValueError("this SyntheticProduct no longer holds its scene")
+        return self._scene.reflectance(BANDS.index(band), self.level)
+
+    @property
+    def reflectance(self) -> np.ndarray:
+        """All 13 bands of :meth:`band_reflectance`, (13, size, size) float32 (memory: 52 bytes a pixel)."""
+        return np.stack([self.band_reflectance(b) for b in BANDS])
 
 
 # ----------------------------------------------------------------------------------------- scene
@@ -110,6 +124,15 @@ def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, beta: float 
         float32 array of ``shape``.
     """
     h, w = shape
+    k = -(-max(h, w) // _NOISE_MAX)
+    if k > 1:  # large scenes: the field at 1/k resolution, bilinear-upsampled (a power law is smooth at small scales)
+        from nimbus.resample import upsample
+
+        small = fractal_noise((-(-h // k), -(-w // k)), rng, beta, min_freq)
+        big = upsample(small, k, "bilinear", nodata=None)[:h, :w]
+        big -= big.mean()
+        sd = big.std()
+        return big / sd if sd > 0 else big
     fy = np.fft.fftfreq(h)[:, None] * h
     fx = np.fft.rfftfreq(w)[None, :] * w
     f = np.sqrt(fx * fx + fy * fy)
@@ -122,6 +145,12 @@ def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, beta: float 
     field_ -= field_.mean()
     sd = field_.std()
     return field_ / sd if sd > 0 else field_
+
+
+def _quantile(a: np.ndarray, q: float) -> float:
+    """Quantile of a 2-D field, from a regular subsample when it is large (fast, deterministic)."""
+    step = max(1, max(a.shape) // 1024)
+    return float(np.quantile(a[::step, ::step], q))
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -142,9 +171,30 @@ class _Scene:
     treecover: np.ndarray
     truth: np.ndarray
     opacity: np.ndarray
-    boa: np.ndarray  # (13, H, W) surface-and-cloud reflectance
-    toa: np.ndarray
+    veg_frac: np.ndarray
+    brightness: np.ndarray
+    snow: np.ndarray
+    water: np.ndarray
     nodata60: np.ndarray  # bool on the 60 m grid
+
+    def reflectance(self, i: int, level: str) -> np.ndarray:
+        """Noiseless reflectance of band index ``i`` on the 10 m grid (TOA for L1C, BOA for L2A).
+
+        Computed one band at a time so that large scenes stay within memory.
+        """
+        b = self.brightness
+        surf = self.veg_frac * BOA_SPECTRA["vegetation"][i] + (1.0 - self.veg_frac) * BOA_SPECTRA["soil"][i]
+        surf *= b
+        surf = np.where(self.snow, BOA_SPECTRA["snow"][i] * (0.92 + 0.08 * b), surf)
+        surf = np.where(self.water, BOA_SPECTRA["water"][i] * (0.9 + 0.1 * b), surf)
+        np.clip(surf, 0.0, 1.2, out=surf)
+        cloud = BOA_SPECTRA["cloud"][i] * (0.9 + 0.1 * b)
+        if level == "L1C":
+            surf = surf * TRANSMITTANCE[i] + PATH_REFLECTANCE[i]
+            if BANDS[i] == "B10":
+                cloud = CIRRUS_B10 * (0.8 + 0.2 * b)
+        out = (1.0 - self.opacity) * surf + self.opacity * cloud
+        return out.astype(np.float32, copy=False)
 
 
 def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, nodata_swath: bool) -> _Scene:
@@ -156,7 +206,8 @@ def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, noda
     altitude = (200.0 + 3000.0 * relief**1.3).astype(np.float32)
 
     # River: a meander through the lower half of the relief, carved into the terrain.
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy = np.arange(size, dtype=np.float32)[:, None]
+    xx = np.arange(size, dtype=np.float32)[None, :]
     phase, period = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.2) * size
     x0 = rng.uniform(0.3, 0.7) * size
     centre = x0 + 0.12 * size * np.sin(2 * np.pi * yy / period + phase) + 0.02 * size * fractal_noise(shape, rng, 4.0)
@@ -169,32 +220,25 @@ def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, noda
 
     # Lakes: the lowest ground outside the river, as connected blobs (a quantile of a smoothed altitude).
     lake_field = altitude + 150.0 * fractal_noise(shape, rng, beta=3.5, min_freq=3.0)
-    lakes = lake_field < np.quantile(lake_field, 0.05)
+    lakes = lake_field < _quantile(lake_field, 0.05)
+    del lake_field
     water = river | lakes
-    altitude[water] = np.minimum(altitude[water], np.quantile(altitude, 0.05)).astype(np.float32)
+    altitude[water] = np.minimum(altitude[water], _quantile(altitude, 0.05)).astype(np.float32)
 
     # Snow above a noisy snow line.
-    snowline = float(np.quantile(altitude, 0.72)) + 120.0 * fractal_noise(shape, rng, beta=3.0, min_freq=2.0)
+    snowline = _quantile(altitude, 0.72) + 120.0 * fractal_noise(shape, rng, beta=3.0, min_freq=2.0)
     snow = (altitude > snowline) & ~water
 
     # Tree cover: dense below the tree line, patchy, none on snow/water.
-    treeline = float(np.quantile(altitude, 0.6))
+    treeline = _quantile(altitude, 0.6)
     tc = 100.0 * _smoothstep(0.45 * fractal_noise(shape, rng, beta=2.8, min_freq=2.0) + 0.55, 0.1, 0.95)
     tc *= 1.0 - _smoothstep(altitude, treeline - 250.0, treeline + 150.0)
     tc[snow | water] = 0.0
     treecover = np.clip(tc, 0.0, 100.0).astype(np.float32)
 
-    # Surface reflectance: ground = vegetation/soil mix following tree cover; snow; water.
-    veg_frac = np.clip(0.25 + 0.7 * treecover / 100.0 + 0.15 * fractal_noise(shape, rng, beta=2.2), 0.0, 1.0)
-    vfrac = veg_frac[None]
-    boa = vfrac * BOA_SPECTRA["vegetation"][:, None, None] + (1.0 - vfrac) * BOA_SPECTRA["soil"][:, None, None]
-    brightness = 1.0 + 0.08 * fractal_noise(shape, rng, beta=2.0)  # illumination / texture
-    boa = boa * brightness[None]
-    # Snow: partial cover at the snow line edge shades into ground.
-    snow_amount = np.where(snow, 1.0, 0.0).astype(np.float32)
-    boa = boa * (1.0 - snow_amount[None]) + snow_amount[None] * BOA_SPECTRA["snow"][:, None, None] * (0.92 + 0.08 * brightness[None])
-    boa[:, water] = BOA_SPECTRA["water"][:, None] * (1.0 + 0.1 * brightness[None, water] - 0.1)
-    boa = np.clip(boa, 0.0, 1.2).astype(np.float32)
+    # Ground = vegetation/soil mix following tree cover, with illumination texture (spectra per band later).
+    veg_frac = np.clip(0.25 + 0.7 * treecover / 100.0 + 0.15 * fractal_noise(shape, rng, beta=2.2), 0.0, 1.0).astype(np.float32)
+    brightness = (1.0 + 0.08 * fractal_noise(shape, rng, beta=2.0)).astype(np.float32)
 
     # Clouds: thresholded fractal noise with soft, semi-transparent edges.
     truth = np.full(shape, CLASSES["ground"], np.uint8)
@@ -203,19 +247,12 @@ def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, noda
     opacity = np.zeros(shape, np.float32)
     if cloud_fraction > 0:
         cfield = 0.75 * fractal_noise(shape, rng, beta=3.2, min_freq=1.5) + 0.25 * fractal_noise(shape, rng, beta=2.0, min_freq=4.0)
-        thr = float(np.quantile(cfield, 1.0 - min(cloud_fraction, 1.0)))
+        thr = _quantile(cfield, 1.0 - min(cloud_fraction, 1.0))
         edge = 0.35
         opacity = _smoothstep(cfield, thr - edge, thr + edge)
         opacity[cfield >= thr + edge] = 1.0
-    cloud = opacity >= 0.5
-    truth[cloud] = CLASSES["cloud"]
-    cloud_spec = BOA_SPECTRA["cloud"][:, None, None] * (0.9 + 0.1 * brightness[None])
-    op = opacity[None]
-    boa_mix = (1.0 - op) * boa + op * cloud_spec
-    toa_surface = toa_from_boa(boa)
-    cloud_toa = cloud_spec.copy() * np.ones_like(boa[:1])
-    cloud_toa[10] = CIRRUS_B10 * (0.8 + 0.2 * brightness)
-    toa = (1.0 - op) * toa_surface + op * cloud_toa
+        del cfield
+    truth[opacity >= 0.5] = CLASSES["cloud"]
 
     # Nodata swath: the upper-left corner beyond a diagonal, decided on the 60 m grid so every band agrees.
     n60 = size // 6
@@ -225,7 +262,7 @@ def _make_scene(size: int, rng: np.random.Generator, cloud_fraction: float, noda
         nodata60 = (r + c + 1.0) < 0.45 * n60 + 0.1 * n60 * np.sin(r / max(n60, 1) * 3.0)
     nodata10 = np.repeat(np.repeat(nodata60, 6, axis=0), 6, axis=1)
     truth[nodata10] = NODATA_CLASS
-    return _Scene(altitude, treecover, truth, opacity, boa_mix.astype(np.float32), toa.astype(np.float32), nodata60)
+    return _Scene(altitude, treecover, truth, opacity, veg_frac, brightness, snow, water, nodata60)
 
 
 # ----------------------------------------------------------------------------------------- tile grid
@@ -607,7 +644,6 @@ def make_product(
 
     epsg, ulx, uly = tile_origin(tile)
     scene = _make_scene(size, rng, cloud_fraction, nodata_swath)
-    refl = scene.toa if level == "L1C" else scene.boa
     offset = -1000.0 if baseline_has_offsets(baseline) else 0.0
 
     out_dir = Path(out_dir)
@@ -645,7 +681,7 @@ def make_product(
             nodata = np.repeat(np.repeat(scene.nodata60, 6 // f, axis=0), 6 // f, axis=1)
             if b in BANDS:
                 i = BANDS.index(b)
-                band_refl = _block_mean(refl[i], f)
+                band_refl = _block_mean(scene.reflectance(i, level), f)
                 dn = _quantise(band_refl, offset, noise_rng, 0.002)
             elif b == "SCL":
                 dn = _scl(scene, f).astype(np.uint8)
@@ -719,7 +755,7 @@ def make_product(
         treecover=scene.treecover,
         cloud_opacity=scene.opacity,
         ambiguous=(scene.opacity > 0.1) & (scene.opacity < 0.9) & (scene.truth != NODATA_CLASS),
-        reflectance=refl,
+        _scene=scene,
         crs=f"EPSG:{epsg}",
         transform=transform10,
     )
