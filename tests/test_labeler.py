@@ -115,3 +115,27 @@ def test_files_serves_only_the_folder(client) -> None:
     resp = client.get(f"/files/{sid}/truecolor.tif")
     assert resp.status_code == 200 and resp.data[:2] in (b"II", b"MM")
     assert client.get("/files/manifest.json").get_json()["format"] == "nimbus-samples"
+
+
+def test_cli_label_binds_localhost_and_prints_its_url(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    make_samples(tmp_path / "samples")
+    proc = subprocess.Popen([sys.executable, "-m", "nimbus", "label", str(tmp_path / "samples"), "--port", "0", "--no-browser"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for _ in range(5):
+            line = proc.stdout.readline()
+            if "http://" in line:
+                url = line.split("open ", 1)[1].split()[0]
+                break
+        assert url and url.startswith("http://127.0.0.1:"), url
+        with urllib.request.urlopen(url + "api/samples", timeout=10) as resp:
+            assert len(json.load(resp)["samples"]) == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
