@@ -188,6 +188,11 @@ class _HostBlender:
         return classes, (acc if want_probs else None), ent
 
 
+def _cuda_zero(acc: Any, wsum: Any) -> None:  # pragma: no cover - device helper
+    acc.copy_to_device(np.zeros(acc.shape, np.float32))
+    wsum.copy_to_device(np.zeros(wsum.shape, np.float32))
+
+
 class _CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in the CUDA simulator
     """Strip accumulator on the GPU (numba.cuda kernels reading onnxruntime's device outputs)."""
 
@@ -209,8 +214,10 @@ class _CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in
     def _realloc(self, start: int, end: int) -> None:
         cuda = self.cuda
         n = end - start
-        acc = cuda.to_device(np.zeros((self.k, n, self.width), np.float32))
-        wsum = cuda.to_device(np.zeros((n, self.width), np.float32))
+        acc = cuda.device_array((self.k, n, self.width), np.float32)
+        wsum = cuda.device_array((n, self.width), np.float32)
+        if n:
+            _cuda_zero(acc, wsum)
         keep = max(0, min(self.end, end) - start)
         if keep:
             off = start - self.start
@@ -232,6 +239,8 @@ class _CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in
         if isinstance(probs, np.ndarray):
             probs = self.cuda.to_device(np.ascontiguousarray(probs))
         blend.cuda_accumulate(self.acc, self.wsum, probs, self._weights[key], r, c)
+        # onnxruntime may reuse the output memory on its own stream once released: finish reading it
+        self.cuda.synchronize()
 
     def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
         cuda = self.cuda
@@ -331,7 +340,7 @@ class Segmenter:
         for k in range(self.tta):
             fwd, inv = D4[k]
             xt = np.ascontiguousarray(fwd(x)) if k else x
-            if self._use_cuda and self.tta == 1 and self.spec.softmax_in_graph:
+            if self._use_cuda and self.session.on_gpu and self.tta == 1 and self.spec.softmax_in_graph:
                 dev, keep = self.session.run_device(xt)
                 self._keepalive = keep  # the OrtValue owning the device memory
                 return dev

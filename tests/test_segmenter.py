@@ -208,3 +208,32 @@ def test_cli_segment_continues_after_failure(models, tmp_path, capsys) -> None:
     assert output_paths(tmp_path / "o", syn.path.name.split(".")[0], Segmenter(models["identity"]).spec)["classes"].exists()
     main(["segment", str(syn.path), "--model", str(models["identity"]), "--out", str(tmp_path / "o")])
     assert "skipped" in capsys.readouterr().out
+
+
+def test_cuda_strip_blender_in_simulator(models) -> None:
+    """The GPU strip accumulator (_CudaBlender) gives the CPU result (numba CUDA simulator, subprocess)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        from nimbus.segmenter import Segmenter
+        x = (np.random.default_rng(0).random((4, 40, 30)) * 1000 + 10).astype(np.float32)
+        x[:, :10, :20] = 0
+        seg = Segmenter({str(models["identity"])!r}, progress=False, window=16, read_rows=8)
+        c0, p0, e0 = seg.predict(x, probabilities=True, entropy=True)
+        seg._use_cuda = True  # host inference, device blending
+        c1, p1, e1 = seg.predict(x, probabilities=True, entropy=True)
+        assert (c0 == c1).all() and (c0[:10, :20] == 255).all()
+        np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(e1, e0, rtol=1e-4, atol=1e-5)
+        print("SIM-OK")
+        """
+    )
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "SIM-OK" in run.stdout
