@@ -355,3 +355,28 @@ def test_zip_without_metadata(tmp_path: Path) -> None:
         zf.writestr("B02.jp2", b"x")
     with pytest.raises(NotAProductError, match="bands.zip"):
         open_product(z)
+
+
+def test_multi_granule_oper_product_and_tile_choice(tmp_path: Path) -> None:
+    from nimbus.synthetic import make_product
+
+    s = make_product(tmp_path / "p", size=60, seed=2)
+    root = s.path
+    compact = next(root.glob("GRANULE/*"))
+    for tile in ("32TMS", "32TMT"):
+        gname = f"S2A_OPER_MSI_L1C_TL_SYNT_20230101T000000_A000001_T{tile}_N05.10"
+        img = root / "GRANULE" / gname / "IMG_DATA"
+        img.mkdir(parents=True)
+        for f in (compact / "IMG_DATA").glob("*.jp2"):
+            shutil.copy(f, img / f"{gname[:-7]}_{f.stem.split('_')[-1]}.jp2")
+        xml = (compact / "MTD_TL.xml").read_text().replace("T32TMS", f"T{tile}")
+        (root / "GRANULE" / gname / f"S2A_OPER_MTD_L1C_TL_SYNT_20230101T000000_A000001_T{tile}.xml").write_text(xml)
+    shutil.rmtree(compact)
+    first = open_product(root)
+    assert (first.tile, first.other_tiles) == ("32TMS", ("32TMT",))
+    second = open_product(root, tile="T32TMT")
+    assert second.tile == "32TMT" and second.tile_metadata.tile == "32TMT"
+    assert "_T32TMT_" in second.band_file("B02")
+    np.testing.assert_array_equal(first.read(["B02", "B8A"])[0], second.read(["B02", "B8A"])[0])
+    with pytest.raises(MissingBandError, match="33XYZ"):
+        open_product(root, tile="33XYZ")
