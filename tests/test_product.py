@@ -380,3 +380,25 @@ def test_multi_granule_oper_product_and_tile_choice(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first.read(["B02", "B8A"])[0], second.read(["B02", "B8A"])[0])
     with pytest.raises(MissingBandError, match="33XYZ"):
         open_product(root, tile="33XYZ")
+
+
+def test_15bit_scl_jpeg2000_via_a_band_folder(realdata: Path, tmp_path: Path) -> None:
+    (tmp_path / "SCL.jp2").symlink_to(realdata / "sentinelhub-py_SAFE_file_lists" / "SCL_60m_real_partial_tile_img-15bit.jp2")
+    p = open_product(tmp_path)
+    assert (p.level, p.bands, p.shape(10)) == ("L2A", ("SCL",), (1830, 1830))
+    scl = p.read_band("SCL")
+    classes = set(np.unique(scl).tolist())
+    assert {0, 2, 4, 5, 8, 9, 10, 11} <= classes <= set(range(12)), classes
+    assert (scl == 0).mean() > 0.5, "mostly nodata"
+
+
+def test_real_crop_with_nodata_edge_non_square(realdata: Path, tmp_path: Path) -> None:
+    (tmp_path / "B08.jp2").symlink_to(realdata / "arosics_S2A_T33UUU_2016_10m_crops" / "tgt_S2A_20160529T153631_T33UUU_sub.jp2")
+    p = open_product(tmp_path)
+    assert p.shape(10) == (3152, 2074) and p.crs.to_epsg() == 32633 and p.transform(10).c == 335440.0
+    whole, valid = p.read(["B08"], res=10, window=Window(0, 0, 2074, 600))
+    assert 0.05 < valid.mean() < 0.95, "the crop holds a nodata swath edge"
+    strips = [p.read(["B08"], res=10, window=Window(c, 0, min(500, 2074 - c), 600))[0] for c in range(0, 2074, 500)]
+    np.testing.assert_array_equal(np.concatenate(strips, axis=2), whole)
+    coarse, cvalid = p.read(["B08"], res=20, window=Window(0, 0, 1037, 300))
+    assert coarse.shape == (1, 300, 1037) and 0.05 < cvalid.mean() < 0.95
