@@ -153,6 +153,40 @@ def _libgdal() -> Any:
     return None
 
 
+class _RowChunks:
+    """Input rows kept as the chunks the reader produced (windows copy across chunk borders; no
+    concatenation, so the input buffer never holds a second copy of itself)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._next = 0
+
+    @property
+    def end(self) -> int:
+        return self._next
+
+    def push(self, data: np.ndarray, valid: np.ndarray) -> None:
+        self.items.append((self._next, data, valid))
+        self._next += valid.shape[0]
+
+    def drop_before(self, row: int) -> None:
+        self.items = [it for it in self.items if it[0] + it[2].shape[0] > row]
+
+    def _parts(self, r0: int, r1: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, int, int]]:
+        for start, data, valid in self.items:
+            a, b = max(r0, start), min(r1, start + valid.shape[0])
+            if a < b:
+                yield a - r0, data, valid, a - start, b - start
+
+    def valid(self, r0: int, r1: int) -> np.ndarray:
+        parts = [v[a:b] for _, _, v, a, b in self._parts(r0, r1)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def copy_to(self, out: np.ndarray, r0: int, x0: int, x1: int) -> None:
+        for o, data, _, a, b in self._parts(r0, r0 + out.shape[1]):
+            out[:, o : o + b - a] = data[:, a:b, x0:x1]
+
+
 class _HostBlender:
     """Strip accumulator on the host (C++ kernel)."""
 
@@ -428,34 +462,31 @@ class Segmenter:
         writer_t = threading.Thread(target=write_all, name="nimbus-write", daemon=True)
         reader_t.start()
         writer_t.start()
-        buf = np.zeros((c, 0, width), np.float32)
-        vbuf = np.zeros((0, width), bool)
-        buf_start = 0
+        rows = _RowChunks()
         bar = tqdm(total=height, desc=desc or "segment", unit="row", disable=None if self.progress else True, leave=False)
         try:
             for i, y in enumerate(ys):
-                # make the input buffer hold rows [y, y + wh)
-                while buf_start + vbuf.shape[0] < y + wh:
+                # hold input rows [y, y + wh): drop chunks no window needs any more, take new ones
+                rows.drop_before(min(y, blender.start))
+                while rows.end < y + wh:
                     item = chunks.get()
                     if isinstance(item, BaseException):
                         raise item
-                    buf = np.concatenate([buf, item[0]], axis=1) if vbuf.shape[0] else item[0]
-                    vbuf = np.concatenate([vbuf, item[1]], axis=0) if vbuf.shape[0] else item[1]
-                drop = y - buf_start
-                if drop > 0:
-                    buf, vbuf, buf_start = buf[:, drop:], vbuf[drop:], y
+                    rows.push(*item)
                 blender.extend(y + wh)
-                strip_valid = vbuf[:wh]
+                strip_valid = rows.valid(y, y + wh)
                 wins = [(y, x) for x in layout.col_starts if strip_valid[:, x : x + ww].any()]
                 stats["windows_skipped"] += len(layout.col_starts) - len(wins)
                 for b in range(0, len(wins), self.batch):
                     part = wins[b : b + self.batch]
                     tiles = np.empty((len(part), c, size, size), np.float32)
                     for j, (_, x) in enumerate(part):
-                        tile = buf[:, :wh, x : x + ww]
                         if padded:  # raster smaller than a window: mirror it up to the window size
-                            tile = np.pad(tile, ((0, 0), (0, size - wh), (0, size - ww)), mode="symmetric")
-                        tiles[j] = tile
+                            tile = np.empty((c, wh, ww), np.float32)
+                            rows.copy_to(tile, y, x, x + ww)
+                            tiles[j] = np.pad(tile, ((0, 0), (0, size - wh), (0, size - ww)), mode="symmetric")
+                        else:
+                            rows.copy_to(tiles[j], y, x, x + ww)
                     t = time.perf_counter()
                     probs = self._infer(tiles)
                     stats["infer"] += time.perf_counter() - t
@@ -469,7 +500,7 @@ class Segmenter:
                 end = ys[i + 1] if i + 1 < len(ys) else y + wh
                 t = time.perf_counter()
                 r0 = blender.start
-                classes, probs_out, ent = blender.take(end, vbuf[r0 - buf_start : end - buf_start], want_probs, want_entropy)
+                classes, probs_out, ent = blender.take(end, rows.valid(r0, end), want_probs, want_entropy)
                 stats["blend"] += time.perf_counter() - t
                 if errors:
                     raise errors[0]
