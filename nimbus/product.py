@@ -310,6 +310,7 @@ class Product:
         self._datasets: dict[str, Any] = {}
         self._grids: dict[int, _Grid] = {}
         self._band_res: dict[str, int] = {b: f.resolution for b, f in band_files.items()}
+        self._grid_from_metadata = False
         if tile_metadata is not None and tile_metadata.sizes and all(r in tile_metadata.geoposition for r in tile_metadata.sizes):
             self.crs = CRS.from_epsg(tile_metadata.epsg)
             for r in RESOLUTIONS:
@@ -320,6 +321,7 @@ class Product:
             for r in RESOLUTIONS:
                 if r not in self._grids:
                     self._grids[r] = self._derived_grid(r)
+            self._grid_from_metadata = True
         else:
             self.crs = None
             self._grids_from_files(tile_metadata)
@@ -412,6 +414,13 @@ class Product:
                 ds = rasterio.open(gpath)
             except RasterioIOError as exc:
                 raise self._read_error(bf, exc) from exc
+            grid = self._grids.get(self._band_res.get(band, 0)) if self._grid_from_metadata else None
+            if grid is not None and (ds.height, ds.width) != grid.shape:
+                ds.close()
+                raise ProductError(
+                    f"{self._source.describe(bf.path)}: band {band} is {ds.height}x{ds.width} pixels but the tile metadata "
+                    f"gives {grid.shape[0]}x{grid.shape[1]} at {self._band_res[band]} m; the product is inconsistent"
+                )
             self._datasets[band] = ds
             return ds
 

@@ -402,3 +402,15 @@ def test_real_crop_with_nodata_edge_non_square(realdata: Path, tmp_path: Path) -
     np.testing.assert_array_equal(np.concatenate(strips, axis=2), whole)
     coarse, cvalid = p.read(["B08"], res=20, window=Window(0, 0, 1037, 300))
     assert coarse.shape == (1, 300, 1037) and 0.05 < cvalid.mean() < 0.95
+
+
+def test_band_that_disagrees_with_the_tile_metadata(tmp_path: Path) -> None:
+    from nimbus.synthetic import _write_jp2, make_product
+
+    s = make_product(tmp_path / "p", size=60, seed=3)
+    b05 = next(s.path.rglob("*_B05.jp2"))
+    _write_jp2(b05, np.ones((10, 10), np.uint16), 32632, s.transform)
+    p = open_product(s.path)
+    p.read(["B02"])
+    with pytest.raises(ProductError, match="_B05.jp2.*10x10.*30x30"):
+        p.read(["B05"])
