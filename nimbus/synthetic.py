@@ -548,17 +548,26 @@ def _write_jp2(path: Path, data: np.ndarray, epsg: int, transform: tuple[float, 
         dst.write(data, 1)
 
 
-def _write_tif(path: Path, data: np.ndarray, epsg: int, transform: tuple[float, ...], nodata: float | None) -> None:
+#: Colours of the truth classes (cloud, ground, snow, water) for viewers.
+_PALETTE = {0: (255, 255, 255, 255), 1: (60, 140, 60, 255), 2: (120, 230, 255, 255), 3: (30, 60, 200, 255), NODATA_CLASS: (0, 0, 0, 0)}
+
+
+def _write_tif(
+    path: Path, data: np.ndarray, epsg: int, transform: tuple[float, ...], nodata: float | None, palette: bool = False
+) -> None:
     import rasterio
     from affine import Affine
 
+    tiled = min(data.shape) >= 256
+    opts = {"tiled": True, "blockxsize": 256, "blockysize": 256} if tiled else {}
     with atomic_path(path) as tmp:
         with rasterio.open(
             tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype.name,
-            crs=f"EPSG:{epsg}", transform=Affine(*transform), nodata=nodata, compress="deflate", tiled=True,
-            blockxsize=256 if data.shape[1] >= 256 else 16 * max(1, data.shape[1] // 16 + 1), blockysize=256 if data.shape[0] >= 256 else 16 * max(1, data.shape[0] // 16 + 1),
+            crs=f"EPSG:{epsg}", transform=Affine(*transform), nodata=nodata, compress="deflate", **opts,
         ) as dst:  # fmt: skip
             dst.write(data, 1)
+            if palette:
+                dst.write_colormap(1, _PALETTE)
 
 
 def _quantise(refl: np.ndarray, offset: float, rng: np.random.Generator, noise: float) -> np.ndarray:
@@ -732,7 +741,7 @@ def make_product(
         product_path = final
 
     truth_path = out_dir / f"{uri}_truth.tif"
-    _write_tif(truth_path, scene.truth, epsg, transform10, NODATA_CLASS)
+    _write_tif(truth_path, scene.truth, epsg, transform10, NODATA_CLASS, palette=True)
     aux_dir = out_dir / f"{uri}_aux"
     aux_dir.mkdir(exist_ok=True)
     for r in (10, 20, 60):
