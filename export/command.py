@@ -166,7 +166,7 @@ def run_export(
         outputs.card = write_model_card(
             Path(out).with_suffix(".md"),
             spec,
-            path=result.path,
+            model_path=result.path,
             checkpoint=result.checkpoint,
             data=data,
             commands=commands,

@@ -6,7 +6,7 @@ metrics, held-out metrics, parity with PyTorch, reduced-precision variants and t
 plainly, its limits.
 
 Example:
-    >>> write_model_card("model.md", result, commands=["nimbus train ..."])   # doctest: +SKIP
+    >>> write_model_card("model.md", spec, model_path="model.onnx", commands=["nimbus train ..."])   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def render_model_card(
     *,
     title: str | None = None,
     summary: str = "",
-    path: str | os.PathLike[str] | None = None,
+    model_path: str | os.PathLike[str] | None = None,
     checkpoint: Mapping[str, Any] | None = None,
     data: str = "",
     commands: Sequence[str] = (),
@@ -81,7 +81,7 @@ def render_model_card(
         spec: the model's description (as written into its metadata).
         title: heading (default: the model name).
         summary: a paragraph under the heading.
-        path: the model file (name and size are listed).
+        model_path: the model file (name and size are listed).
         checkpoint: the checkpoint dict without weights (arch, encoder, epoch, metrics).
         data: what the model was trained on.
         commands: the exact command lines that produced it, in order.
@@ -94,7 +94,7 @@ def render_model_card(
         The card.
     """
     ckpt = dict(checkpoint or {})
-    p = Path(path) if path is not None else None
+    p = Path(model_path) if model_path is not None else None
     size = p.stat().st_size if p is not None and p.exists() else None
     lines = [f"# {title or spec.name}", ""]
     if summary:

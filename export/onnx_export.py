@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import time
 import warnings
@@ -173,13 +174,28 @@ def _check_window(window: int, arch: str) -> int:
     return window
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Any:
+    """Silence the exporter's progress prints, warnings and info/warning logs (errors still raise)."""
+    names = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch._export", "torch.fx.experimental")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _to_proto(module: nn.Module, example: torch.Tensor, dynamic: bool) -> onnx.ModelProto:
     """Trace ``module`` with the torch.export-based exporter into an ONNX ModelProto."""
     auto = torch.export.Dim.DYNAMIC
     dynamic_shapes = ({0: auto, 2: auto, 3: auto},) if dynamic else ({0: auto},)
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
-        warnings.simplefilter("ignore")
+    with _quiet_exporter():
         program = torch.onnx.export(
             module,
             (example,),

@@ -361,7 +361,7 @@ def load_patches(
                 if labels_src is not None:
                     from rasterio.windows import Window
 
-                    lab = labels_src.read(1, window=Window(c, r, side, side), boundless=True, fill_value=255).astype(np.uint8)
+                    lab = labels_src.read(1, window=Window(c, r, side, side)).astype(np.uint8)
                     lab[~valid] = 255
                 out.append(Patch(x=x[None], labels=lab, product=folder.name, window=(r, c, side, side)))
         finally:

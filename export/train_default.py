@@ -1,0 +1,306 @@
+"""Reproduce the default model ``export/nimbus-default.onnx`` and its card with Nimbus' own commands.
+
+Usage::
+
+    python export/train_default.py [--work DIR] [--quick]
+
+Steps (each command is printed and recorded in the model card):
+
+1. ``nimbus synthetic``: training products (distinct seeds, hence dates and scenes) and held-out
+   products (other seeds; never seen in training, validation or calibration);
+2. ``nimbus arrays --res 20``: memory-mapped training arrays with the scene's altitude and tree cover;
+3. labels = the generator's true class map: the 10 m truth is written in the L2A scene
+   classification's codes (cloud 9, ground 4, snow 11, water 6, no data 0) and given to
+   ``nimbus labels --scl``, which maps it back to 0..3 and resamples it (nearest) onto the arrays grid;
+4. ``nimbus train``: SegNet, 20 m, small patches, CPU;
+5. ``nimbus export`` with ``--fp16`` and ``--int8 --calibration`` (training arrays) ``--heldout``
+   (held-out arrays): the fp32 file, the variants (kept in the work folder, not shipped) and scores;
+6. ``nimbus segment`` of every held-out product with the exported file: the deployment path's map
+   against the generator's truth at 10 m, and its speed;
+7. the model card ``export/nimbus-default.md``.
+
+``--quick`` runs the same steps at toy size (a smoke test of the pipeline, a few minutes) and writes
+into the work folder only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+#: (seed, size in 10 m px, baseline, cloud fraction, nodata swath) of the training products.
+TRAIN = [
+    (101, 1200, "05.10", 0.30, False),
+    (102, 1200, "05.10", 0.15, False),
+    (103, 1200, "02.06", 0.45, False),
+    (104, 1200, "05.10", 0.25, True),
+    (105, 1200, "04.00", 0.35, False),
+    (106, 1200, "05.10", 0.55, False),
+    (107, 1200, "02.09", 0.20, False),
+    (108, 1200, "05.10", 0.40, True),
+]
+#: The held-out products (never used in training, validation or calibration).
+HELDOUT = [
+    (201, 1098, "05.10", 0.30, False),
+    (202, 1098, "02.06", 0.20, True),
+    (203, 1098, "05.10", 0.45, False),
+]
+#: Training options (passed to `nimbus train`).
+TRAIN_OPTS = dict(model="segnet", epochs=14, batch=12, patch=128, lr=2e-3, patches_per_epoch=360, dropout=0.2, seed=0)
+
+#: Truth class -> SCL code that `nimbus labels --scl` maps back to that class.
+TRUTH_TO_SCL = {0: 9, 1: 4, 2: 11, 3: 6, 255: 0}
+
+COMMANDS: list[str] = []
+
+
+def run(*args: object, capture: bool = True) -> str:
+    """Run ``nimbus ARGS`` (as ``python -m nimbus``), record and echo the command, return stdout."""
+    argv = [str(a) for a in args]
+    line = "nimbus " + " ".join(shlex.quote(a) for a in argv)
+    COMMANDS.append(line)
+    print(f"$ {line}", flush=True)
+    res = subprocess.run([sys.executable, "-m", "nimbus", *argv], text=True, stdout=subprocess.PIPE if capture else None)
+    if res.returncode:
+        raise SystemExit(f"command failed ({res.returncode}): {line}")
+    out = (res.stdout or "").strip()
+    if out:
+        print(out, flush=True)
+    return out
+
+
+def truth_as_scl(truth: Path, dst: Path) -> Path:
+    """Write the generator's truth in SCL codes (same grid), for ``nimbus labels --scl``."""
+    import rasterio
+
+    with rasterio.open(truth) as src:
+        data = src.read(1)
+        profile = src.profile
+    lut = np.zeros(256, np.uint8)
+    for k, v in TRUTH_TO_SCL.items():
+        lut[k] = v
+    profile.update(dtype="uint8", nodata=0, count=1, driver="GTiff", compress="deflate")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(lut[data], 1)
+    return dst
+
+
+def make_products(specs: list[tuple], folder: Path, arrays: Path, quick: bool) -> list[dict]:
+    """``nimbus synthetic`` + ``nimbus arrays`` + labels for each product spec."""
+    items = []
+    for seed, size, baseline, cloud, swath in specs:
+        if quick:
+            size = 360
+        args = ["synthetic", folder, "--size", size, "--seed", seed, "--baseline", baseline, "--cloud-fraction", cloud]
+        if swath:
+            args.append("--nodata-swath")
+        product = Path(run(*args).splitlines()[-1].strip())
+        pid = product.name.split(".")[0]
+        aux = product.parent / f"{pid}_aux"
+        truth = product.parent / f"{pid}_truth.tif"
+        run("arrays", product, "--out", arrays, "--res", 20, "--aux", aux)
+        scl = truth_as_scl(truth, folder / "truth_scl" / f"{pid}_scl.tif")
+        COMMANDS.append(f"# {scl.name}: {truth.name} in SCL codes {TRUTH_TO_SCL} (export/train_default.py:truth_as_scl)")
+        run("labels", arrays / pid, "--scl", scl)
+        items.append({"product": product, "id": pid, "aux": aux, "truth": truth, "seed": seed, "size": size, "baseline": baseline})
+    return items
+
+
+def evaluate_heldout(model: Path, held: list[dict], maps: Path) -> tuple[str, dict]:
+    """``nimbus segment`` each held-out product and score its map against the 10 m truth."""
+    import rasterio
+
+    from nimbus.demo import score_map
+    from nimbus.modelspec import ModelSpec
+
+    spec = ModelSpec.from_onnx(model)
+    rows, total_cm, seconds, mpix = [], None, 0.0, 0.0
+    for item in held:
+        t0 = time.perf_counter()
+        run("segment", item["product"], "--model", model, "--aux", item["aux"], "--out", maps, "--overwrite", "--threads", 2)
+        seconds += time.perf_counter() - t0
+        cls = sorted(maps.glob(f"{item['id']}_*_classes.tif"))[-1]
+        with rasterio.open(cls) as src:
+            pred = src.read(1)
+            mpix += src.width * src.height / 1e6
+        with rasterio.open(item["truth"]) as src:
+            truth = src.read(1)
+        acc, ious, cm = score_map(pred, truth, spec.class_values)
+        total_cm = cm if total_cm is None else total_cm + cm
+        present = [v for v in ious if not np.isnan(v)]
+        rows.append(
+            f"| `{item['id']}` (seed {item['seed']}, baseline {item['baseline']}) | {acc:.4f} | "
+            + " | ".join("n/a" if np.isnan(v) else f"{v:.3f}" for v in ious)
+            + f" | {np.mean(present):.3f} |"
+        )
+    cm = total_cm
+    n = cm.shape[0]
+    ious = [cm[i, i] / max(cm[i, :].sum() + cm[:, i].sum() - cm[i, i], 1) for i in range(n)]
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    head = "| product | accuracy | " + " | ".join(f"IoU {c}" for c in spec.class_names) + " | mIoU |"
+    rows.append(f"| **all** | **{acc:.4f}** | " + " | ".join(f"**{v:.3f}**" for v in ious) + f" | **{np.mean(ious):.3f}** |")
+    conf = ["| truth \\ predicted | " + " | ".join(spec.class_names) + " |", "|---" * (n + 1) + "|"]
+    conf += [f"| {spec.class_names[i]} | " + " | ".join(str(int(v)) for v in cm[i]) + " |" for i in range(n)]
+    text = (
+        "Each held-out product was segmented by `nimbus segment` (the deployment path: 20 m windows "
+        "blended with spline weights, onnxruntime on the CPU) and its class map compared with the "
+        "generator's true 10 m class map (each 20 m pixel counted as its four 10 m pixels; pixels "
+        "without data excluded).\n\n"
+        + "\n".join([head, "|---" * (len(spec.class_names) + 3) + "|", *rows])
+        + "\n\nConfusion matrix (10 m pixels, all held-out products):\n\n"
+        + "\n".join(conf)
+        + f"\n\nSpeed: {seconds:.1f} s wall for {len(held)} products ({mpix:.2f} Mpix at 20 m) including "
+        "reading the JPEG2000 bands, i.e. "
+        + f"{seconds / max(mpix, 1e-9):.1f} s per 20 m Mpix with 2 threads on the (shared, loaded) 2-core export "
+        "machine; a full tile at 20 m is 30.1 Mpix."
+    )
+    return text, {"accuracy": float(acc), "iou": [float(v) for v in ious], "miou": float(np.mean(ious)), "seconds": seconds, "mpix": mpix}
+
+
+def main() -> None:
+    """Run the whole pipeline (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/nimbus-default-work", help="work folder (products, arrays, runs)")
+    ap.add_argument("--quick", action="store_true", help="toy sizes; writes into the work folder only")
+    ap.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    train_items = make_products(TRAIN[:3] if args.quick else TRAIN, work / "products", work / "arrays", args.quick)
+    held_items = make_products(HELDOUT[:1] if args.quick else HELDOUT, work / "heldout", work / "heldout_arrays", args.quick)
+    opts = dict(TRAIN_OPTS)
+    if args.quick:
+        opts.update(epochs=1, patch=64, batch=4, patches_per_epoch=16)
+    if args.epochs:
+        opts["epochs"] = args.epochs
+    train_args = ["train", work / "arrays", "--out", work / "run"]
+    for k, v in opts.items():
+        train_args += [f"--{k.replace('_', '-')}", v]
+    t_train = time.perf_counter()
+    run(*train_args, capture=False)
+    train_seconds = time.perf_counter() - t_train
+    exported = work / "export" / "nimbus-default.onnx"
+    run(
+        "export", work / "run" / "best.pt", exported, "--name", "nimbus-default", "--version", 1, "--window", 256, "--fp16", "--int8",
+        "--calibration", work / "arrays", "--heldout", work / "heldout_arrays", "--patches", 24, "--threads", 2,
+    )
+    heldout_text, heldout = evaluate_heldout(exported, held_items, work / "maps")
+
+    from nimbus.export.quantize import evaluate_variants, load_patches, product_folders
+    from nimbus.export.model_card import write_model_card
+    from nimbus.modelspec import ModelSpec
+    from nimbus.train.checkpoint import read_checkpoint
+
+    spec = ModelSpec.from_onnx(exported)
+    ckpt = read_checkpoint(work / "run" / "best.pt")
+    ckpt.pop("state_dict", None)
+    for k in ("optimizer", "scheduler", "scaler"):
+        ckpt.pop(k, None)
+    held_patches = load_patches(product_folders(work / "heldout_arrays"), spec, count=24, seed=2)
+    variants = {"fp32": exported}
+    for v in ("fp16", "int8"):
+        p = exported.with_name(f"{exported.stem}-{v}.onnx")
+        if p.is_file():
+            variants[v] = p
+    scores = evaluate_variants(variants, held_patches, spec, threads=2)
+    from nimbus.export.onnx_export import DeployableModel
+    from nimbus.export.parity import check_parity
+    from nimbus.train.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(work / "run" / "best.pt")
+    parity = check_parity(DeployableModel(net, spec.mean, spec.std).eval(), exported, spec, extra=[held_patches[0].x] if held_patches else ())
+    test_metrics = work / "run" / "test_metrics.json"
+    test_text = ""
+    if test_metrics.is_file():
+        tm = json.loads(test_metrics.read_text())
+        test_text = f"`nimbus train`'s own test split (products by date, unseen in training): mIoU {tm.get('miou', float('nan')):.4f}, accuracy {tm.get('accuracy', float('nan')):.4f}."
+    split = work / "run" / "split.json"
+    split_text = ""
+    if split.is_file():
+        sp = json.loads(split.read_text())
+        split_text = " Split by `nimbus train` (by date): " + ", ".join(f"{k} {len(sp.get(k, []))}" for k in ("train", "val", "test")) + " products."
+    n_train = len(train_items)
+    data = (
+        f"{n_train} synthetic Sentinel-2 L1C products from `nimbus synthetic` (seeds {TRAIN[0][0]}..{TRAIN[n_train - 1][0]}, "
+        f"{train_items[0]['size']}x{train_items[0]['size']} px at 10 m = {train_items[0]['size'] // 2} px at 20 m, tile 32TMS, "
+        "processing baselines 02.06, 02.09, 04.00 and 05.10, cloud fractions 0.15-0.55, two with a nodata swath): the "
+        "generator's per-class spectra, textured clouds, snow on high ground from the DEM, lakes and rivers, with the "
+        "scene's altitude and tree cover as auxiliary layers. Labels are the generator's true class map "
+        "(nearest-resampled to 20 m)." + split_text + f" {len(held_items)} further products (seeds "
+        + ", ".join(str(h['seed']) for h in held_items) + ") are held out for the scores below and were never seen "
+        "in training, validation or int8 calibration."
+    )
+    why = (
+        "Architecture: our SegNet (4 pooling stages, widths 32-256, 1.8 M parameters, dropout 0.2 so `nimbus uncertain` "
+        "gives MC-dropout uncertainty). It predicts at full input resolution through its pooling indices (thin rivers and "
+        "cloud edges survive; smp's DeepLabV3+/FPN predict at 1/4 resolution), exports with a dynamic height and width, "
+        "and is the smallest file of the candidates measured (7 MB against 17-27 MB for Unet/FPN/DeepLabV3+ with a "
+        "mobilenet_v2 encoder) at the same onnxruntime speed (about 0.37 s per 512x512 window on 2 threads for each).\n\n"
+        "Resolution 20 m: the native grid of six of the 13 bands (B05-B07, B8A, B11, B12: the SWIR bands that tell snow "
+        "from cloud); 10 m would only upsample them, at four times the pixels to process, and 60 m loses rivers and small "
+        "lakes. A full tile is 5490x5490 pixels at 20 m.\n\n"
+        f"Training: `nimbus train` on the CPU of a shared 2-core machine, {train_seconds / 60:.1f} min wall; "
+        f"total pipeline {(time.perf_counter() - t_start) / 60:.1f} min."
+    )
+    sections = {
+        "Why this model": why,
+        "Held-out synthetic products (deployment path)": heldout_text + ("\n\n" + test_text if test_text else ""),
+        "Held-out patches": f"{len(held_patches)} random {held_patches[0].x.shape[-1] if held_patches else 0} px patches of the held-out arrays "
+        "(labels = truth at 20 m); the int8 model was calibrated on 24 patches of the training arrays.",
+    }
+    limits = (
+        "**Trained on synthetic data only.** The products come from Nimbus' own generator, whose spectra, clouds, "
+        "snow and water are simplified; the scores above are on more of the same synthetic products and say nothing "
+        "about real scenes. Expect real Sentinel-2 products to be segmented much worse (thin cirrus, cloud shadows, "
+        "bright soil, turbid water, ice, terrain shadows and sensor artefacts do not exist in the training data). "
+        "Use this model to try Nimbus end to end; for production, train on your own labels "
+        "(`nimbus labels`, `nimbus label`, `nimbus train`, `nimbus export`).\n\n"
+        "- Inputs: L1C products (it takes B10, which L2A products lack), the 13 bands at 20 m plus the altitude (m) and "
+        "tree cover (%) layers of `nimbus auxiliary`; without them it is refused.\n"
+        "- Height and width must be multiples of 16 (the segmenter's windows are).\n"
+        "- Pixels without data are never classified (255)."
+    )
+    commands = ["python export/train_default.py" + (" --quick" if args.quick else ""), "# which ran:", *COMMANDS]
+    dest = work / "card" if args.quick else HERE
+    dest.mkdir(parents=True, exist_ok=True)
+    if not args.quick:
+        shutil.copyfile(exported, HERE / "nimbus-default.onnx.tmp")
+        os.replace(HERE / "nimbus-default.onnx.tmp", HERE / "nimbus-default.onnx")
+    model_path = dest / "nimbus-default.onnx" if not args.quick else exported
+    write_model_card(
+        dest / "nimbus-default.md",
+        spec,
+        title="nimbus-default: the built-in demonstration model",
+        summary=(
+            "The model `nimbus segment` and `nimbus demo` use when no `--model` is given: a small SegNet at 20 m that "
+            "segments Sentinel-2 L1C products into cloud, ground, snow and water. **It was trained on synthetic "
+            "products only** (see Limits)."
+        ),
+        model_path=model_path,
+        checkpoint=ckpt,
+        data=data,
+        commands=commands,
+        parity=parity,
+        variants=scores,
+        sections=sections,
+        limits=limits,
+    )
+    (work / "heldout_scores.json").write_text(json.dumps(heldout, indent=1))
+    print(f"model: {model_path}\ncard: {dest / 'nimbus-default.md'}\nheld-out: {heldout}")
+
+
+if __name__ == "__main__":
+    main()
