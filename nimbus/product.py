@@ -746,20 +746,26 @@ def _open_listing(path: Path, layout: str, src: _Source, tile: str | None, names
 
 
 def _cog_metadata(path: Path, src: _Source, names: list[str], files: dict[str, BandFile]) -> tuple[ProductMetadata, TileMetadata | None]:
+    """Metadata of a band-file folder: a STAC item JSON first, else an AWS tileInfo.json, else a tile XML."""
+    import json
+
+    stac: tuple[str, dict[str, Any]] | None = None
+    aws: tuple[str, dict[str, Any]] | None = None
     for n in names:
         if "/" in n or not n.lower().endswith(".json"):
             continue
-        raw = src.read_bytes(n)
         try:
-            import json
-
-            obj = json.loads(raw)
+            obj = json.loads(src.read_bytes(n))
         except ValueError:
             continue
-        if isinstance(obj, dict) and obj.get("type") == "Feature":
-            return parse_stac_item(obj, name=src.describe(n))
-        if isinstance(obj, dict) and "productName" in obj and "utmZone" in obj:
-            return parse_aws_tile_info(obj, name=src.describe(n))
+        if isinstance(obj, dict) and obj.get("type") == "Feature" and stac is None:
+            stac = (n, obj)
+        elif isinstance(obj, dict) and "productName" in obj and "utmZone" in obj and aws is None:
+            aws = (n, obj)
+    if stac is not None:
+        return parse_stac_item(stac[1], name=src.describe(stac[0]))
+    if aws is not None:
+        return parse_aws_tile_info(aws[1], name=src.describe(aws[0]))
     for n in names:
         if "/" not in n and (n.lower() in ("mtd_tl.xml", "metadata.xml", "granule_metadata.xml")):
             tmd = parse_tile_metadata(src.read_bytes(n), name=src.describe(n))
