@@ -150,7 +150,18 @@ def test_polygon_relabel_and_autosave(server, page) -> None:
     page.keyboard.press("r")
     lab = label_in_page(page)
     assert (lab[15:35, 15:35] == 2).all() and (lab[50:, 60:] == 1).all() and lab[5, 5] == 1
+    # lasso (a freehand drag) around part of rectangle B, then fill the selection with class 0
+    page.keyboard.press("l")
+    page.keyboard.press("0")
+    page.mouse.move(*at(page, 55, 45))
+    page.mouse.down()
+    for x, y in [(70, 45), (70, 55), (55, 55), (55, 46)]:
+        page.mouse.move(*at(page, x, y), steps=4)
+    page.mouse.up()
+    page.keyboard.press("g")
+    lab = label_in_page(page)
+    assert (lab[47:54, 57:69] == 0).all() and lab[44, 60] == 1 and lab[50, 75] == 1
     page.wait_for_function("document.querySelector('#save-state').textContent.startsWith('saved')", timeout=10000)
-    assert (ss.hand_label(sid)[15:35, 15:35] == 2).all()
+    assert (ss.hand_label(sid)[15:35, 15:35] == 2).all() and (ss.hand_label(sid)[47:54, 57:69] == 0).all()
     assert ss.get(sid).status == "todo"  # autosave keeps the status; only "save & done" marks it done
     assert lab.shape[1] == W

@@ -585,7 +585,7 @@
     $("relabel").onclick = relabel;
     $("clear-selection").onclick = () => { S.poly = []; S.selection = null; renderSelection(); };
     window.addEventListener("resize", () => S.loaded && applyView());
-    document.addEventListener("visibilitychange", () => { if (document.hidden) flush(); });
+    document.addEventListener("visibilitychange", () => { if (document.hidden && AUTOSAVE_MS > 0) flush(); });
     window.addEventListener("beforeunload", () => { if (S.dirty) writeBackup(); });
   }
   function setClass(v) {
