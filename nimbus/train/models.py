@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 import nimbus.train  # noqa: F401  (torchvision shim before smp)
@@ -65,9 +66,32 @@ def _fpn(in_channels: int, classes: int, encoder: str, dropout: float) -> nn.Mod
     return _with_head_dropout(m, dropout)
 
 
+def _prune_unused_encoder_stages(model: nn.Module, in_channels: int) -> nn.Module:
+    """Replace encoder children a forward pass never calls (stages beyond a shallow encoder depth).
+
+    PSPNet uses only the first 3 encoder stages but smp keeps the deeper ones: their parameters
+    would get no gradient (DDP would need ``find_unused_parameters``) and bloat checkpoints.
+    """
+    called: set[str] = set()
+    hooks = [child.register_forward_hook(lambda *_, n=name: called.add(n)) for name, child in model.encoder.named_children()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, 64, 64))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    for name, child in list(model.encoder.named_children()):
+        if name not in called and any(True for _ in child.parameters()):
+            setattr(model.encoder, name, nn.Identity())
+    return model
+
+
 def _psp(in_channels: int, classes: int, encoder: str, dropout: float) -> nn.Module:
     m = _smp().PSPNet(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes, psp_dropout=dropout)
-    return _with_head_dropout(m, dropout)
+    return _prune_unused_encoder_stages(_with_head_dropout(m, dropout), in_channels)
 
 
 def _segnet(in_channels: int, classes: int, encoder: str, dropout: float) -> nn.Module:
