@@ -441,16 +441,18 @@ class Product:
         from rasterio.errors import RasterioIOError
 
         ds = self._dataset(band)
-        out = np.full((h, w), self.nodata, np.uint16)
         r0, c0 = max(row0, 0), max(col0, 0)
         r1, c1 = min(row0 + h, ds.height), min(col0 + w, ds.width)
         if r1 <= r0 or c1 <= c0:
-            return out
+            return np.full((h, w), self.nodata, np.uint16)
         with self._lock:
             try:
-                block = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+                block = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype=np.uint16)
             except RasterioIOError as exc:
                 raise self._read_error(self._files[band], exc) from exc
+        if (r0, c0, r1, c1) == (row0, col0, row0 + h, col0 + w):
+            return block
+        out = np.full((h, w), self.nodata, np.uint16)
         out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = block
         return out
 
