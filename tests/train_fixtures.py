@@ -42,10 +42,10 @@ def label_map(size: int, rng: np.random.Generator) -> np.ndarray:
 def write_labels(path: Path, labels: np.ndarray) -> None:
     """labels.tif: uint8 GeoTIFF on a UTM 10 m grid, nodata 255."""
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     h, w = labels.shape
-    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:32632", transform=from_origin(300000, 5000040, 10, 10), nodata=255, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:32632", transform=Affine(10, 0, 300000, 0, -10, 5000040), nodata=255, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
     with rasterio.open(path, "w", **profile) as ds:
         ds.write(labels, 1)
 
