@@ -55,7 +55,7 @@ _L2A_SCL_NAMES = ("NO_DATA", "SATURATED_DEFECTIVE", "DARK_FEATURE_SHADOW", "CLOU
                   "WATER", "UNCLASSIFIED", "CLOUD_MEDIUM_PROBA", "CLOUD_HIGH_PROBA", "THIN_CIRRUS", "SNOW_ICE")  # fmt: skip
 
 
-@dataclass
+@dataclass(eq=False)
 class SyntheticProduct:
     """A synthetic product on disk and what was used to make it.
 
