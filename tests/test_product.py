@@ -414,3 +414,13 @@ def test_band_that_disagrees_with_the_tile_metadata(tmp_path: Path) -> None:
     p.read(["B02"])
     with pytest.raises(ProductError, match="_B05.jp2.*10x10.*30x30"):
         p.read(["B05"])
+
+
+def test_product_pickles_for_worker_processes(synthetic_l2a_zip) -> None:
+    import pickle
+
+    p = open_product(synthetic_l2a_zip.path)
+    before = p.read(["B02", "SCL"], res=20)[0]
+    q = pickle.loads(pickle.dumps(p))
+    np.testing.assert_array_equal(q.read(["B02", "SCL"], res=20)[0], before)
+    assert q.product_id == p.product_id and q.transform(10) == p.transform(10)
