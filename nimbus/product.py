@@ -241,6 +241,12 @@ class _ZipSource(_Source):
     def close(self) -> None:
         self._zip.close()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
 
 # ----------------------------------------------------------------------------------------- product
 
@@ -631,8 +637,6 @@ class Product:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
-        if isinstance(self._source, _ZipSource):
-            self._source = _ZipSource(self._source.path)
 
 
 def _window_ints(window: Window | Sequence[Any]) -> tuple[int, int, int, int]:
