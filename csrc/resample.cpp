@@ -76,13 +76,14 @@ inline void keys_weights(double t, double w[4]) {
 struct Axis {
   int64_t n = 0;                    // destination length of the window
   std::vector<int32_t> b0, b1;      // bilinear taps (clamped)
-  std::vector<int32_t> wi0, wi1;    // bilinear integer weights, sum 2f
+  std::vector<uint32_t> wi0, wi1;   // bilinear integer weights, sum 2f
   std::vector<float> wf0, wf1;      // the same as floats (exact: k / 2f)
   std::vector<int32_t> nearest;     // nearest source pixel
   std::vector<int32_t> c[4];        // cubic taps (clamped)
   std::vector<float> cw[4];         // cubic weights
   std::vector<uint8_t> cubic_ok;    // the 4 cubic taps lie inside the band
   std::vector<int32_t> dep_lo, dep_hi;  // per local source index: destination range reading it
+  std::vector<int32_t> rep;         // rep[x + f] = i0(x) (local, clamped) for x in [-f, n + 2f)
 };
 
 Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, int64_t dst_off, int64_t n_dst,
@@ -109,6 +110,14 @@ Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, 
     a.dep_lo[s] = std::min<int32_t>(a.dep_lo[s], static_cast<int32_t>(j));
     a.dep_hi[s] = std::max<int32_t>(a.dep_hi[s], static_cast<int32_t>(j));
   };
+  if (method != NEAREST) {
+    a.rep.resize(n_dst + 3 * f + 1);
+    for (int64_t j = 0; j < int64_t(a.rep.size()); ++j) {
+      const int64_t g = dst_off + j - f;
+      const int64_t l = clampi(floor_div(2 * g + 1 - f, den), 0, last) - src_off;
+      a.rep[j] = static_cast<int32_t>(clampi(l, 0, n_src_local - 1));
+    }
+  }
   for (int64_t j = 0; j < n_dst; ++j) {
     const int64_t g = dst_off + j;
     const int64_t num = 2 * g + 1 - f;
@@ -121,8 +130,8 @@ Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, 
     }
     a.b0[j] = local(i0);
     a.b1[j] = r == 0 ? a.b0[j] : local(i0 + 1);
-    a.wi0[j] = static_cast<int32_t>(den - r);
-    a.wi1[j] = static_cast<int32_t>(r);
+    a.wi0[j] = static_cast<uint32_t>(den - r);
+    a.wi1[j] = static_cast<uint32_t>(r);
     a.wf0[j] = static_cast<float>(double(den - r) / double(den));
     a.wf1[j] = static_cast<float>(double(r) / double(den));
     dep(a.b0[j], j), dep(a.b1[j], j), dep(a.nearest[j], j);
@@ -183,49 +192,70 @@ inline uint16_t round_u16(float v) {
 // Hot row loops (plain loops the compiler vectorises; cloned for AVX2 with runtime dispatch).
 
 NIMBUS_CLONES
-void vsum_u16(const uint16_t* __restrict a, const uint16_t* __restrict b, uint32_t wa, uint32_t wb,
-              uint32_t* __restrict v, int64_t n) {
-  for (int64_t x = 0; x < n; ++x) v[x] = wa * a[x] + wb * b[x];
-}
-
-NIMBUS_CLONES
 int any_eq_u16(const uint16_t* __restrict a, uint16_t nd, int64_t n) {
   int any = 0;
   for (int64_t x = 0; x < n; ++x) any |= (a[x] == nd);
   return any;
 }
 
-// out[2k] = (v[k-1] + 3 v[k] + 8) >> 4, out[2k+1] = (3 v[k] + v[k+1] + 8) >> 4 for k in [0, pairs)
 NIMBUS_CLONES
-void hpair_x2_u16(const uint32_t* __restrict v, uint16_t* __restrict out, int64_t pairs) {
-  for (int64_t k = 0; k < pairs; ++k) {
-    const uint32_t c = 3u * v[k] + 8u;
-    out[2 * k] = static_cast<uint16_t>((v[k - 1] + c) >> 4);
-    out[2 * k + 1] = static_cast<uint16_t>((c + v[k + 1]) >> 4);
+int any_eq_f32(const float* __restrict a, float nd, bool nan, int64_t n) {
+  int any = 0;
+  if (nan) {
+    for (int64_t x = 0; x < n; ++x) any |= (a[x] != a[x]);
+  } else {
+    for (int64_t x = 0; x < n; ++x) any |= (a[x] == nd);
+  }
+  return any;
+}
+
+// bad[x] (|)= (a[x] is nodata)
+NIMBUS_CLONES
+void flag_u16(const uint16_t* __restrict a, uint16_t nd, uint8_t* __restrict bad, int64_t n, bool accumulate) {
+  if (accumulate) {
+    for (int64_t x = 0; x < n; ++x) bad[x] |= uint8_t(a[x] == nd);
+  } else {
+    for (int64_t x = 0; x < n; ++x) bad[x] = uint8_t(a[x] == nd);
   }
 }
 
 NIMBUS_CLONES
-void vsum_f32(const float* __restrict a, const float* __restrict b, float wa, float wb, float* __restrict v,
-              int64_t n) {
-  for (int64_t x = 0; x < n; ++x) v[x] = wa * a[x] + wb * b[x];
+void flag_f32(const float* __restrict a, float nd, bool nan, uint8_t* __restrict bad, int64_t n, bool accumulate) {
+  if (!accumulate) std::memset(bad, 0, size_t(n));
+  if (nan) {
+    for (int64_t x = 0; x < n; ++x) bad[x] |= uint8_t(a[x] != a[x]);
+  } else {
+    for (int64_t x = 0; x < n; ++x) bad[x] |= uint8_t(a[x] == nd);
+  }
 }
 
 NIMBUS_CLONES
-void vsum4_f32(const float* __restrict a, const float* __restrict b, const float* __restrict c,
-               const float* __restrict d, const float w[4], float* __restrict v, int64_t n) {
-  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-  for (int64_t x = 0; x < n; ++x) v[x] = ((w0 * a[x] + w1 * b[x]) + w2 * c[x]) + w3 * d[x];
+void replace_u16(uint16_t* __restrict out, uint16_t from, uint16_t to, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) out[x] = out[x] == from ? to : out[x];
 }
 
 NIMBUS_CLONES
-void vsum4_u16(const uint16_t* __restrict a, const uint16_t* __restrict b, const uint16_t* __restrict c,
-               const uint16_t* __restrict d, const float w[4], float* __restrict v, int64_t n) {
-  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-  for (int64_t x = 0; x < n; ++x)
-    v[x] = ((w0 * float(a[x]) + w1 * float(b[x])) + w2 * float(c[x])) + w3 * float(d[x]);
+void replace_f32(float* __restrict out, float from, bool nan, float to, int64_t n) {
+  if (nan) {
+    for (int64_t x = 0; x < n; ++x) out[x] = out[x] != out[x] ? to : out[x];
+  } else {
+    for (int64_t x = 0; x < n; ++x) out[x] = out[x] == from ? to : out[x];
+  }
 }
 
+template <typename T>
+inline bool row_any_nodata(const T* row, int64_t n, const NoData<T>& nd) {
+  if constexpr (std::is_same_v<T, uint16_t>) return any_eq_u16(row, nd.value, n) != 0;
+  else return any_eq_f32(row, nd.value, nd.nan, n) != 0;
+}
+
+template <typename T>
+inline void flag_row(const T* row, const NoData<T>& nd, uint8_t* bad, int64_t n, bool accumulate) {
+  if constexpr (std::is_same_v<T, uint16_t>) flag_u16(row, nd.value, bad, n, accumulate);
+  else flag_f32(row, nd.value, nd.nan, bad, n, accumulate);
+}
+
+// out[2k] = (v[k-1] + 3 v[k] + 8) >> 4, out[2k+1] = (3 v[k] + v[k+1] + 8) >> 4 for k in [0, pairs)
 // ---------------------------------------------------------------------------------------------
 // Upsampling of one destination row.
 
@@ -242,6 +272,7 @@ struct UpJob {
   const Axis* Y;
   int64_t dst_x_off;   // global offset of the window's first column (for the x2 fast path)
   int64_t src_x_off, n_src_x_full;
+  bool stream;         // non-temporal stores for huge outputs
 };
 
 // Nodata-aware bilinear value of destination pixel (row y, col x) of channel plane `s`; returns
@@ -336,55 +367,6 @@ inline Blocks interior_blocks(int f, int64_t dst_off, int64_t dw, int64_t src_of
   return B;
 }
 
-// Phase tables of a factor F: destination column F*g + p reads v[g + off[p]] and v[g + off[p] + 1]
-// with integer weights wi0[p], wi1[p] (sum 2F) or float weights wf0[p], wf1[p].
-struct Phases {
-  int off[8];
-  int32_t wi0[8], wi1[8];
-  float wf0[8], wf1[8];
-};
-
-inline Phases make_phases(int f) {
-  Phases P{};
-  const int64_t den = 2 * f;
-  for (int p = 0; p < f && p < 8; ++p) {
-    const int64_t num = 2 * p + 1 - f;  // relative to g: u = g + num / den
-    const int64_t i0 = floor_div(num, den), r = num - i0 * den;
-    P.off[p] = static_cast<int>(i0);
-    P.wi0[p] = static_cast<int32_t>(den - r);
-    P.wi1[p] = static_cast<int32_t>(r);
-    P.wf0[p] = static_cast<float>(double(den - r) / double(den));
-    P.wf1[p] = static_cast<float>(double(r) / double(den));
-  }
-  return P;
-}
-
-template <int F>
-void hphase_u16(const uint32_t* __restrict v, uint16_t* __restrict out, int64_t blocks, const Phases& P) {
-  constexpr uint32_t D = 4u * F * F;
-  int off[F];
-  uint32_t w0[F], w1[F];
-  for (int p = 0; p < F; ++p) off[p] = P.off[p], w0[p] = uint32_t(P.wi0[p]), w1[p] = uint32_t(P.wi1[p]);
-  for (int64_t k = 0; k < blocks; ++k) {
-    uint16_t* o = out + F * k;
-    for (int p = 0; p < F; ++p) o[p] = static_cast<uint16_t>((w0[p] * v[k + off[p]] + w1[p] * v[k + off[p] + 1] + D / 2) / D);
-  }
-}
-
-template <int F>
-void hphase_f32(const float* __restrict v, float* __restrict out, int64_t blocks, const Phases& P) {
-  int off[F], off1[F];
-  float w0[F], w1[F];
-  for (int p = 0; p < F; ++p) {
-    off[p] = P.off[p], w0[p] = P.wf0[p], w1[p] = P.wf1[p];
-    off1[p] = P.wi1[p] == 0 ? off[p] : off[p] + 1;  // as Axis: a zero-weight tap repeats the first one
-  }
-  for (int64_t k = 0; k < blocks; ++k) {
-    float* o = out + F * k;
-    for (int p = 0; p < F; ++p) o[p] = w0[p] * v[k + off[p]] + w1[p] * v[k + off1[p]];
-  }
-}
-
 template <int F, typename T>
 void nearest_blocks(const T* __restrict row, T* __restrict out, int64_t blocks) {
   for (int64_t k = 0; k < blocks; ++k) {
@@ -398,16 +380,16 @@ void nearest_blocks(const T* __restrict row, T* __restrict out, int64_t blocks) 
 // Bilinear x2 on uint16 for one destination row, fused vertical + horizontal, exact integer math:
 // V[x] = lo[x] + 3 hi[x]; out[2k] = (V[k-1] + 3V[k] + 8) >> 4; out[2k+1] = (3V[k] + V[k+1] + 8) >> 4.
 // lo/hi point at the local source index of the first block; reads lo[-1] .. lo[pairs].
-__attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __restrict lo, const uint16_t* __restrict hi,
-                                                          uint16_t* __restrict out, int64_t pairs) {
-  const __m256i eight = _mm256_set1_epi32(8);
-  const __m256i shuf = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,  //
-                                        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
 #define NIMBUS_V(l, h)                                                                                  \
   _mm256_add_epi32(                                                                                    \
       _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(l))),    \
                        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)))),   \
       _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h))), 1))
+__attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __restrict lo, const uint16_t* __restrict hi,
+                                                          uint16_t* __restrict out, int64_t pairs, bool stream) {
+  const __m256i eight = _mm256_set1_epi32(8);
+  const __m256i shuf = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,  //
+                                        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
   int64_t k = 0;
   auto scalar = [&](int64_t kk) {
     const uint32_t vm = lo[kk - 1] + 3u * hi[kk - 1], v0 = lo[kk] + 3u * hi[kk], vp = lo[kk + 1] + 3u * hi[kk + 1];
@@ -415,8 +397,8 @@ __attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __rest
     out[2 * kk] = static_cast<uint16_t>((vm + c) >> 4);
     out[2 * kk + 1] = static_cast<uint16_t>((c + vp) >> 4);
   };
-  // peel pairs until the output is 32-byte aligned, then stream (the output is far larger than cache)
-  const bool stream = (reinterpret_cast<uintptr_t>(out) & 3) == 0 && pairs >= 64;
+  // with streaming stores, peel pairs until the output is 32-byte aligned
+  stream = stream && (reinterpret_cast<uintptr_t>(out) & 3) == 0 && pairs >= 64;
   if (stream)
     while (k < pairs && (reinterpret_cast<uintptr_t>(out + 2 * k) & 31) != 0) scalar(k++);
   for (; k + 8 <= pairs; k += 8) {
@@ -426,7 +408,7 @@ __attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __rest
     const __m256i c = _mm256_add_epi32(_mm256_add_epi32(v0, _mm256_slli_epi32(v0, 1)), eight);
     const __m256i e = _mm256_srli_epi32(_mm256_add_epi32(vm, c), 4);
     const __m256i o = _mm256_srli_epi32(_mm256_add_epi32(vp, c), 4);
-    const __m256i pk = _mm256_shuffle_epi8(_mm256_packus_epi32(e, o), shuf);
+    const __m256i pk = _mm256_shuffle_epi8(_mm256_packus_epi32(e, o), shuf);  // e0 o0 e1 o1 ... per lane
     if (stream)
       _mm256_stream_si256(reinterpret_cast<__m256i*>(out + 2 * k), pk);
     else
@@ -437,13 +419,113 @@ __attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __rest
 }
 #undef NIMBUS_V
 
+bool g_avx2_allowed = true;  // tests switch the AVX2 kernel off to check the portable path
 inline bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2");
-  return has;
+  return has && g_avx2_allowed;
 }
 #else
+bool g_avx2_allowed = false;
 inline bool cpu_has_avx2() { return false; }
 #endif
+
+// ---------------------------------------------------------------------------------------------
+// Horizontal-first passes: a source row is resampled along x once into a row cache (H) and shared
+// by the f destination rows that read it; destination rows then combine 2 (bilinear) or 4 (cubic)
+// cached rows. Along x, tap i0(x) + k of column x is R[x + k f] where R is the source row
+// replicated onto the destination columns (R[x] = src[i0(x)], clamped at the band edges).
+
+template <typename S, typename D>
+void replicate(const S* __restrict s, const int32_t* __restrict rep, D* __restrict R, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) R[j] = static_cast<D>(s[rep[j]]);
+}
+
+NIMBUS_CLONES
+void hrow_bil_u16(const uint16_t* __restrict r0, const uint16_t* __restrict r1, const uint32_t* __restrict w0,
+                  const uint32_t* __restrict w1, uint32_t* __restrict h, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) h[x] = w0[x] * uint32_t(r0[x]) + w1[x] * uint32_t(r1[x]);
+}
+
+NIMBUS_CLONES
+void hrow_bil_f32(const float* __restrict r0, const float* __restrict r1, const float* __restrict w0,
+                  const float* __restrict w1, float* __restrict h, int64_t n) {
+  // a zero weight never multiplies a neighbour (which may be nan/inf): the tap is the pixel itself
+  for (int64_t x = 0; x < n; ++x) h[x] = w1[x] == 0.0f ? r0[x] : w0[x] * r0[x] + w1[x] * r1[x];
+}
+
+NIMBUS_CLONES
+void hrow_cubic_f32(const float* __restrict rm, const float* __restrict r0, const float* __restrict r1,
+                    const float* __restrict r2, const float* __restrict w0, const float* __restrict w1,
+                    const float* __restrict w2, const float* __restrict w3, float* __restrict h, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) h[x] = ((w0[x] * rm[x] + w1[x] * r0[x]) + w2[x] * r1[x]) + w3[x] * r2[x];
+}
+
+template <int F>
+NIMBUS_CLONES void vrow_bil_u16(const uint32_t* __restrict a, const uint32_t* __restrict b, uint32_t wa, uint32_t wb,
+                                uint16_t* __restrict out, int64_t n) {
+  constexpr uint32_t D = 4u * F * F;
+  for (int64_t x = 0; x < n; ++x) out[x] = static_cast<uint16_t>((wa * a[x] + wb * b[x] + D / 2) / D);
+}
+
+void vrow_bil_u16_any(const uint32_t* a, const uint32_t* b, uint32_t wa, uint32_t wb, uint16_t* out, int64_t n,
+                      int f) {
+  const uint64_t D = 4ull * uint64_t(f) * uint64_t(f);
+  for (int64_t x = 0; x < n; ++x) out[x] = static_cast<uint16_t>((uint64_t(wa) * a[x] + uint64_t(wb) * b[x] + D / 2) / D);
+}
+
+NIMBUS_CLONES
+void vrow_bil_f32(const float* __restrict a, const float* __restrict b, float wa, float wb, float* __restrict out,
+                  int64_t n) {
+  for (int64_t x = 0; x < n; ++x) out[x] = wa * a[x] + wb * b[x];
+}
+
+NIMBUS_CLONES
+void vrow_cubic(const float* __restrict a, const float* __restrict b, const float* __restrict c,
+                const float* __restrict d, float w0, float w1, float w2, float w3, float* __restrict out, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) out[x] = ((w0 * a[x] + w1 * b[x]) + w2 * c[x]) + w3 * d[x];
+}
+
+NIMBUS_CLONES
+void round_row_u16(const float* __restrict v, uint16_t* __restrict out, int64_t n) {
+  // |v| stays far below 2^31 (cubic overshoot of uint16 data); NaN converts to INT_MIN -> 0
+  for (int64_t x = 0; x < n; ++x) {
+    int32_t i = static_cast<int32_t>(v[x] + 0.5f);
+    i = i < 0 ? 0 : i;
+    i = i > 65535 ? 65535 : i;
+    out[x] = static_cast<uint16_t>(i);
+  }
+}
+
+// A per-thread cache of horizontally resampled source rows, keyed by the source row's address.
+template <typename A>
+struct HCache {
+  static constexpr int K = 8;
+  int64_t len = 0;
+  std::vector<A> data;
+  const void* key[K] = {};
+  int64_t stamp[K] = {};
+  int64_t now = 0;
+  void init(int64_t n) {
+    len = n;
+    data.assign(size_t(K) * size_t(n), A(0));
+  }
+  void next_row() { ++now; }
+  template <typename Fill>
+  const A* get(const void* row, Fill&& fill) {
+    int slot = -1;
+    for (int i = 0; i < K; ++i)
+      if (key[i] == row) slot = i;
+    if (slot < 0) {
+      int64_t best = std::numeric_limits<int64_t>::max();
+      for (int i = 0; i < K; ++i)
+        if (stamp[i] != now && stamp[i] < best) best = stamp[i], slot = i;
+      key[slot] = row;
+      fill(data.data() + size_t(slot) * size_t(len));
+    }
+    stamp[slot] = now;
+    return data.data() + size_t(slot) * size_t(len);
+  }
+};
 
 // Per-thread cache of "this source row has nodata" (consecutive destination rows share source rows).
 template <typename T>
@@ -454,13 +536,7 @@ struct RowNdCache {
   bool get(const T* row, int64_t n, const NoData<T>& nd) {
     for (int i = 0; i < 4; ++i)
       if (ptr[i] == row) return val[i];
-    bool any;
-    if constexpr (std::is_same_v<T, uint16_t>) {
-      any = any_eq_u16(row, nd.value, n) != 0;
-    } else {
-      any = false;
-      for (int64_t x = 0; x < n; ++x) any |= nd.is(row[x]);
-    }
+    const bool any = row_any_nodata(row, n, nd);
     ptr[next] = row, val[next] = any;
     next = (next + 1) & 3;
     return any;
@@ -469,12 +545,59 @@ struct RowNdCache {
 
 template <typename T>
 struct RowScratch {
-  std::vector<uint32_t> vi;
-  std::vector<float> vf;
+  using BilAcc = std::conditional_t<std::is_same_v<T, uint16_t>, uint32_t, float>;
+  HCache<BilAcc> bil;
+  HCache<float> cub;
+  std::vector<T> rep_t;       // replicated source row (bilinear)
+  std::vector<float> rep_f;   // replicated source row as float (cubic)
   std::vector<uint8_t> bad;
   std::vector<float> of;
   RowNdCache<T> nd_cache;
 };
+
+// Horizontal bilinear pass of one source row into h (length dw).
+template <typename T>
+void hpass_bilinear(const UpJob<T>& J, const T* row, typename RowScratch<T>::BilAcc* h, RowScratch<T>& S) {
+  const Axis& X = *J.X;
+  const int64_t F = J.f, n = J.dw;
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    uint16_t* R = S.rep_t.data();
+    replicate(row, X.rep.data(), R, n + 3 * F);
+    hrow_bil_u16(R + F, R + 2 * F, X.wi0.data(), X.wi1.data(), h, n);
+  } else {
+    float* R = S.rep_t.data();
+    replicate(row, X.rep.data(), R, n + 3 * F);
+    hrow_bil_f32(R + F, R + 2 * F, X.wf0.data(), X.wf1.data(), h, n);
+  }
+}
+
+template <typename T>
+void hpass_cubic(const UpJob<T>& J, const T* row, float* h, RowScratch<T>& S) {
+  const Axis& X = *J.X;
+  const int64_t F = J.f, n = J.dw;
+  float* R = S.rep_f.data();
+  replicate(row, X.rep.data(), R, n + 3 * F);
+  hrow_cubic_f32(R, R + F, R + 2 * F, R + 3 * F, X.cw[0].data(), X.cw[1].data(), X.cw[2].data(), X.cw[3].data(), h,
+                 n);
+}
+
+// The nodata fix-up of one destination row: every destination pixel reading a flagged source column
+// is recomputed: nodata when its nearest source pixel is, else the renormalised bilinear value.
+template <typename T>
+void fix_row(const UpJob<T>& J, const T* s, int64_t y, T* out, const uint8_t* bad) {
+  const T* near_row = s + int64_t(J.Y->nearest[y]) * J.sw;
+  const int32_t* nx = J.X->nearest.data();
+  for_each_dependent(*J.X, bad, J.sw, [&](int64_t x) {
+    out[x] = J.nd.is(near_row[nx[x]]) ? J.nd.value : bilinear_slow(J, s, y, x);
+  });
+}
+
+template <typename T>
+void nudge_row(const UpJob<T>& J, T* out) {  // a valid result never equals nodata
+  if (!J.nd.on) return;
+  if constexpr (std::is_same_v<T, uint16_t>) replace_u16(out, J.nd.value, J.nd.alt, J.dw);
+  else replace_f32(out, J.nd.value, J.nd.nan, J.nd.alt, J.dw);
+}
 
 template <typename T>
 void up_row_nearest(const UpJob<T>& J, const T* s, int64_t y, T* out) {
@@ -509,75 +632,57 @@ void up_row_bilinear(const UpJob<T>& J, const T* s, int64_t y, T* out, RowScratc
   const bool use_b = Y.wi1[y] != 0;
   bool row_has_nd = false;
   if (J.nd.on) row_has_nd = S.nd_cache.get(a, sw, J.nd) || (use_b && S.nd_cache.get(b, sw, J.nd));
-  const Blocks B = interior_blocks(J.f, J.dst_x_off, J.dw, J.src_x_off, J.n_src_x_full);
-  const Phases P = make_phases(J.f);
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    const uint32_t wa = uint32_t(Y.wi0[y]), wb = uint32_t(Y.wi1[y]);
-    const uint32_t D = uint32_t(4 * J.f * J.f);
-    auto generic = [&](int64_t x) {
-      const uint32_t v0 = wa * a[X.b0[x]] + wb * b[X.b0[x]];
-      const uint32_t v1 = wa * a[X.b1[x]] + wb * b[X.b1[x]];
-      return static_cast<uint16_t>((uint32_t(X.wi0[x]) * v0 + uint32_t(X.wi1[x]) * v1 + D / 2) / D);
-    };
-    int64_t x = 0;
-    if (B.count > 0) {
-      for (; x < B.x_begin; ++x) out[x] = generic(x);
-      uint16_t* o = out + B.x_begin;
-      bool done = false;
+  bool done = false;
 #ifdef NIMBUS_HAVE_AVX2_KERNEL
-      if (J.f == 2 && cpu_has_avx2()) {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    if (J.f == 2 && cpu_has_avx2()) {
+      // x2: fused vertical + horizontal kernel on the interior, exact integer formula at the edges
+      const uint32_t wa = uint32_t(Y.wi0[y]), wb = uint32_t(Y.wi1[y]);
+      auto generic = [&](int64_t x) {
+        const uint32_t v0 = wa * a[X.b0[x]] + wb * b[X.b0[x]];
+        const uint32_t v1 = wa * a[X.b1[x]] + wb * b[X.b1[x]];
+        return static_cast<uint16_t>((uint32_t(X.wi0[x]) * v0 + uint32_t(X.wi1[x]) * v1 + 8u) >> 4);
+      };
+      const Blocks B = interior_blocks(2, J.dst_x_off, J.dw, J.src_x_off, J.n_src_x_full);
+      int64_t x = 0;
+      if (B.count > 0) {
+        for (; x < B.x_begin; ++x) out[x] = generic(x);
         const bool b_heavy = wb == 3;
-        bilinear_x2_u16_avx2((b_heavy ? a : b) + B.k0, (b_heavy ? b : a) + B.k0, o, B.count);
-        done = true;
+        bilinear_x2_u16_avx2((b_heavy ? a : b) + B.k0, (b_heavy ? b : a) + B.k0, out + B.x_begin, B.count, J.stream);
+        x = B.x_begin + 2 * B.count;
       }
+      for (; x < J.dw; ++x) out[x] = generic(x);
+      if (J.nd.on && J.nd.value != 0) nudge_row(J, out);  // with nodata 0 a mean of valid pixels is >= 1
+      done = true;
+    }
+  }
 #endif
-      if (!done) {
-        uint32_t* v = S.vi.data();
-        vsum_u16(a, b, wa, wb, v, sw);
-        const uint32_t* vk = v + B.k0;
-        switch (J.f) {
-          case 2: hpair_x2_u16(vk, o, B.count); break;
-          case 3: hphase_u16<3>(vk, o, B.count, P); break;
-          case 6: hphase_u16<6>(vk, o, B.count, P); break;
-          default:
-            for (int64_t xx = B.x_begin; xx < B.x_begin + B.count * J.f; ++xx) out[xx] = generic(xx);
-        }
-      }
-      x = B.x_begin + B.count * J.f;
-    }
-    for (; x < J.dw; ++x) out[x] = generic(x);
-    if (J.nd.on && J.nd.value != 0) {
-      for (int64_t xx = 0; xx < J.dw; ++xx)
-        if (out[xx] == J.nd.value) out[xx] = J.nd.alt;
-    }
-  } else {
-    float* v = S.vf.data();
-    vsum_f32(a, use_b ? b : a, Y.wf0[y], Y.wf1[y], v, sw);  // never 0 * (nan or inf)
-    int64_t x = 0;
-    auto generic = [&](int64_t xx) { return X.wf0[xx] * v[X.b0[xx]] + X.wf1[xx] * v[X.b1[xx]]; };
-    if (B.count > 0) {
-      for (; x < B.x_begin; ++x) out[x] = generic(x);
-      float* o = out + B.x_begin;
-      const float* vk = v + B.k0;
+  if (!done) {
+    S.bil.next_row();
+    const auto* ha = S.bil.get(a, [&](auto* h) { hpass_bilinear(J, a, h, S); });
+    const auto* hb = use_b ? S.bil.get(b, [&](auto* h) { hpass_bilinear(J, b, h, S); }) : ha;
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      const uint32_t wa = uint32_t(Y.wi0[y]), wb = uint32_t(Y.wi1[y]);
       switch (J.f) {
-        case 2: hphase_f32<2>(vk, o, B.count, P); break;
-        case 3: hphase_f32<3>(vk, o, B.count, P); break;
-        case 6: hphase_f32<6>(vk, o, B.count, P); break;
-        default:
-          for (int64_t xx = B.x_begin; xx < B.x_begin + B.count * J.f; ++xx) out[xx] = generic(xx);
+        case 2: vrow_bil_u16<2>(ha, hb, wa, wb, out, J.dw); break;
+        case 3: vrow_bil_u16<3>(ha, hb, wa, wb, out, J.dw); break;
+        case 6: vrow_bil_u16<6>(ha, hb, wa, wb, out, J.dw); break;
+        default: vrow_bil_u16_any(ha, hb, wa, wb, out, J.dw, J.f);
       }
-      x = B.x_begin + B.count * J.f;
-    }
-    for (; x < J.dw; ++x) out[x] = generic(x);
-    if (J.nd.on) {
-      for (int64_t xx = 0; xx < J.dw; ++xx)
-        if (J.nd.is(out[xx])) out[xx] = J.nd.alt;
+      if (J.nd.on && J.nd.value != 0) nudge_row(J, out);
+    } else {
+      if (use_b)
+        vrow_bil_f32(ha, hb, Y.wf0[y], Y.wf1[y], out, J.dw);
+      else
+        std::memcpy(out, ha, sizeof(float) * size_t(J.dw));
+      nudge_row(J, out);
     }
   }
   if (row_has_nd) {
     uint8_t* bad = S.bad.data();
-    for (int64_t x = 0; x < sw; ++x) bad[x] = J.nd.is(a[x]) || (use_b && J.nd.is(b[x]));
-    for_each_dependent(X, bad, sw, [&](int64_t x) { out[x] = bilinear_slow(J, s, y, x); });
+    flag_row(a, J.nd, bad, sw, false);
+    if (use_b) flag_row(b, J.nd, bad, sw, true);
+    fix_row(J, s, y, out, bad);
   }
 }
 
@@ -586,44 +691,38 @@ void up_row_cubic(const UpJob<T>& J, const T* s, int64_t y, T* out, RowScratch<T
   const Axis& X = *J.X;
   const Axis& Y = *J.Y;
   const int64_t sw = J.sw;
-  if (!Y.cubic_ok[y]) {  // top/bottom rows: GDAL falls back to bilinear
-    for (int64_t x = 0; x < J.dw; ++x) out[x] = bilinear_slow(J, s, y, x);
+  if (!Y.cubic_ok[y]) {  // rows near the top/bottom edge: GDAL falls back to bilinear
+    up_row_bilinear(J, s, y, out, S);
     return;
   }
   const T* r[4];
   for (int k = 0; k < 4; ++k) r[k] = s + int64_t(Y.c[k][y]) * sw;
-  const float wy[4] = {Y.cw[0][y], Y.cw[1][y], Y.cw[2][y], Y.cw[3][y]};
-  float* v = S.vf.data();
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    vsum4_u16(r[0], r[1], r[2], r[3], wy, v, sw);
-  } else {
-    vsum4_f32(r[0], r[1], r[2], r[3], wy, v, sw);
-  }
+  S.cub.next_row();
+  const float* h[4];
+  for (int k = 0; k < 4; ++k) h[k] = S.cub.get(r[k], [&](float* hh) { hpass_cubic(J, r[k], hh, S); });
   float* of = S.of.data();
-  const int32_t *c0 = X.c[0].data(), *c1 = X.c[1].data(), *c2 = X.c[2].data(), *c3 = X.c[3].data();
-  const float *w0 = X.cw[0].data(), *w1 = X.cw[1].data(), *w2 = X.cw[2].data(), *w3 = X.cw[3].data();
-  for (int64_t x = 0; x < J.dw; ++x) of[x] = ((w0[x] * v[c0[x]] + w1[x] * v[c1[x]]) + w2[x] * v[c2[x]]) + w3[x] * v[c3[x]];
+  vrow_cubic(h[0], h[1], h[2], h[3], Y.cw[0][y], Y.cw[1][y], Y.cw[2][y], Y.cw[3][y], of, J.dw);
   if constexpr (std::is_same_v<T, uint16_t>) {
-    for (int64_t x = 0; x < J.dw; ++x) out[x] = round_u16(of[x]);
+    round_row_u16(of, out, J.dw);
   } else {
-    for (int64_t x = 0; x < J.dw; ++x) out[x] = of[x];
+    std::memcpy(out, of, sizeof(float) * size_t(J.dw));
   }
+  nudge_row(J, out);
+  // left/right border columns: bilinear (GDAL's rule)
+  const T* near_row = s + int64_t(Y.nearest[y]) * sw;
+  auto fallback = [&](int64_t x) {
+    out[x] = J.nd.is(near_row[X.nearest[x]]) ? J.nd.value : bilinear_slow(J, s, y, x);
+  };
+  for (int64_t x = 0; x < J.dw && !X.cubic_ok[x]; ++x) fallback(x);
+  for (int64_t x = J.dw - 1; x >= 0 && !X.cubic_ok[x]; --x) fallback(x);
   if (J.nd.on) {
-    for (int64_t x = 0; x < J.dw; ++x)
-      if (J.nd.is(out[x])) out[x] = J.nd.alt;
-  }
-  // left/right border columns: bilinear
-  for (int64_t x = 0; x < J.dw && !X.cubic_ok[x]; ++x) out[x] = bilinear_slow(J, s, y, x);
-  for (int64_t x = J.dw - 1; x >= 0 && !X.cubic_ok[x]; --x) out[x] = bilinear_slow(J, s, y, x);
-  if (J.nd.on) {
-    uint8_t* bad = S.bad.data();
     bool any = false;
-    for (int64_t x = 0; x < sw; ++x) {
-      const bool b = J.nd.is(r[0][x]) || J.nd.is(r[1][x]) || J.nd.is(r[2][x]) || J.nd.is(r[3][x]);
-      bad[x] = b;
-      any |= b;
+    for (int k = 0; k < 4; ++k) any = S.nd_cache.get(r[k], sw, J.nd) || any;
+    if (any) {
+      uint8_t* bad = S.bad.data();
+      for (int k = 0; k < 4; ++k) flag_row(r[k], J.nd, bad, sw, k > 0);
+      fix_row(J, s, y, out, bad);
     }
-    if (any) for_each_dependent(X, bad, sw, [&](int64_t x) { out[x] = bilinear_slow(J, s, y, x); });
   }
 }
 
@@ -634,8 +733,15 @@ void upsample_impl(const UpJob<T>& J, int64_t channels, int threads) {
       rows, threads,
       [&](int64_t r0, int64_t r1) {
         RowScratch<T> S;
-        S.vi.resize(J.sw + 1);
-        S.vf.resize(J.sw + 1);
+        const int64_t ext = J.dw + 3 * int64_t(J.f) + 1;
+        if (J.method == BILINEAR || J.method == CUBIC) {
+          S.bil.init(J.dw);
+          S.rep_t.resize(ext);
+        }
+        if (J.method == CUBIC) {
+          S.cub.init(J.dw);
+          S.rep_f.resize(ext);
+        }
         S.bad.resize(J.sw + 8);
         S.of.resize(J.dw + 1);
         for (int64_t r = r0; r < r1; ++r) {
@@ -671,8 +777,10 @@ py::array upsample_typed(py::array src_any, int f, Method method, bool has_nd, d
   if (C == 0 || dh == 0 || dw == 0) return std::move(dst);
   const Axis X = make_axis(f, full_w, src_x_off, sw, dst_x_off, dw, method);
   const Axis Y = make_axis(f, full_h, src_y_off, sh, dst_y_off, dh, method);
+  // stream (non-temporal stores) only when the output is far larger than the caches
+  const bool stream = C * dh * dw * int64_t(sizeof(T)) >= (int64_t(64) << 20);
   UpJob<T> J{src.data(), sh, sw, dst.mutable_data(), dh, dw, f, method, make_nodata<T>(has_nd, nd), &X, &Y,
-             dst_x_off, src_x_off, full_w};
+             dst_x_off, src_x_off, full_w, stream};
   {
     py::gil_scoped_release release;
     upsample_impl(J, C, threads);
@@ -695,62 +803,83 @@ py::array upsample(py::array src, int f, const std::string& method, bool has_nd,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Area-average downsampling.
+// Area-average downsampling: per destination row, sums (and counts of valid pixels) over the f x f
+// blocks, then the mean; F is a template constant for the Sentinel-2 factors (0: runtime f).
 
-template <typename T>
-void down_rows(const T* src, int64_t sh, int64_t sw, T* dst, int64_t dh, int64_t dw, int f, const NoData<T>& nd,
-               int64_t r0, int64_t r1) {
-  (void)sh;
-  std::vector<int64_t> si(dw);
-  std::vector<double> sf(dw);
-  std::vector<int32_t> cnt(dw);
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t c = r / dh, y = r % dh;
-    const T* plane = src + c * sh * sw;
-    T* out = dst + r * dw;
-    std::fill(si.begin(), si.end(), 0);
-    std::fill(sf.begin(), sf.end(), 0.0);
-    std::fill(cnt.begin(), cnt.end(), 0);
-    for (int k = 0; k < f; ++k) {
-      const T* row = plane + (y * f + k) * sw;
-      for (int64_t x = 0; x < dw; ++x) {
-        const T* p = row + x * f;
-        for (int q = 0; q < f; ++q) {
-          const T v = p[q];
-          if (nd.is(v)) continue;
-          if constexpr (std::is_same_v<T, uint16_t>) si[x] += v;
-          else sf[x] += double(v);
-          cnt[x] += 1;
-        }
+template <int F, typename T>
+NIMBUS_CLONES void down_accumulate(const T* __restrict row, int64_t dw, int frt, T ndv, bool nd_on, bool nd_nan,
+                                   std::conditional_t<std::is_same_v<T, uint16_t>, uint32_t, float>* __restrict acc,
+                                   uint32_t* __restrict cnt) {
+  const int f = F ? F : frt;
+  for (int64_t x = 0; x < dw; ++x) {
+    const T* p = row + x * f;
+    for (int q = 0; q < f; ++q) {
+      const T v = p[q];
+      bool valid = true;
+      if constexpr (std::is_same_v<T, float>) {
+        if (nd_on) valid = nd_nan ? (v == v) : (v != ndv);
+      } else {
+        if (nd_on) valid = v != ndv;
       }
-    }
-    for (int64_t x = 0; x < dw; ++x) {
-      const int64_t n = cnt[x];
-      if (n == 0) {
-        out[x] = nd.value;
-        continue;
-      }
-      T v;
-      if constexpr (std::is_same_v<T, uint16_t>) v = static_cast<uint16_t>((2 * si[x] + n) / (2 * n));
-      else v = static_cast<float>(sf[x] / double(n));
-      if (nd.on && nd.is(v)) v = nd.alt;
-      out[x] = v;
+      acc[x] += valid ? v : T(0);
+      cnt[x] += valid ? 1u : 0u;
     }
   }
 }
 
-// Fast path without nodata for uint16: per-row sums in uint32.
+template <int F>
+NIMBUS_CLONES void down_finish_u16_full(const uint32_t* __restrict acc, uint16_t* __restrict out, int64_t dw) {
+  constexpr uint32_t N = uint32_t(F) * uint32_t(F);
+  for (int64_t x = 0; x < dw; ++x) out[x] = static_cast<uint16_t>((2u * acc[x] + N) / (2u * N));
+}
+
 NIMBUS_CLONES
-void down_row_sum_u16(const uint16_t* __restrict row, uint32_t* __restrict acc, int64_t dw, int f) {
-  if (f == 2) {
-    for (int64_t x = 0; x < dw; ++x) acc[x] += uint32_t(row[2 * x]) + uint32_t(row[2 * x + 1]);
-  } else if (f == 3) {
-    for (int64_t x = 0; x < dw; ++x) acc[x] += uint32_t(row[3 * x]) + uint32_t(row[3 * x + 1]) + uint32_t(row[3 * x + 2]);
-  } else {
-    for (int64_t x = 0; x < dw; ++x) {
-      uint32_t s = 0;
-      for (int q = 0; q < f; ++q) s += row[x * f + q];
-      acc[x] += s;
+void down_finish_u16(const uint32_t* __restrict acc, const uint32_t* __restrict cnt, uint16_t* __restrict out,
+                     int64_t dw, uint16_t ndv, uint16_t alt) {
+  // (2 sum + n) / (2 n) floored, in float: exact since 2 sum + n < 2^24 and a non-integer quotient
+  // is at least 1/(2n) >= 1/72 from the next integer, far above float's rounding error
+  for (int64_t x = 0; x < dw; ++x) {
+    const float n = float(cnt[x]);
+    const float q = (2.0f * float(acc[x]) + n) / (2.0f * (n > 0.0f ? n : 1.0f));
+    uint16_t v = static_cast<uint16_t>(q);
+    v = v == ndv ? alt : v;
+    out[x] = cnt[x] ? v : ndv;
+  }
+}
+
+template <int F, typename T>
+void down_rows_t(const T* src, int64_t sh, int64_t sw, T* dst, int64_t dh, int64_t dw, int frt, const NoData<T>& nd,
+                 int64_t r0, int64_t r1) {
+  const int f = F ? F : frt;
+  using Acc = std::conditional_t<std::is_same_v<T, uint16_t>, uint32_t, float>;
+  std::vector<Acc> acc(dw);
+  std::vector<uint32_t> cnt(dw);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t c = r / dh, y = r % dh;
+    const T* plane = src + c * sh * sw;
+    T* out = dst + r * dw;
+    std::fill(acc.begin(), acc.end(), Acc(0));
+    std::fill(cnt.begin(), cnt.end(), 0u);
+    for (int k = 0; k < f; ++k)
+      down_accumulate<F, T>(plane + (y * f + k) * sw, dw, f, nd.value, nd.on, nd.nan, acc.data(), cnt.data());
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      if (!nd.on && F != 0) {
+        down_finish_u16_full<(F ? F : 1)>(acc.data(), out, dw);
+      } else {
+        down_finish_u16(acc.data(), cnt.data(), out, dw, nd.on ? nd.value : uint16_t(0), nd.on ? nd.alt : uint16_t(0));
+        if (!nd.on)
+          for (int64_t x = 0; x < dw; ++x) out[x] = static_cast<uint16_t>((2ull * acc[x] + cnt[x]) / (2ull * cnt[x]));
+      }
+    } else {
+      for (int64_t x = 0; x < dw; ++x) {
+        if (cnt[x] == 0) {
+          out[x] = nd.value;
+          continue;
+        }
+        float v = acc[x] / float(cnt[x]);
+        if (nd.on && nd.is(v)) v = nd.alt;
+        out[x] = v;
+      }
     }
   }
 }
@@ -772,21 +901,12 @@ py::array downsample_typed(py::array src_any, int f, bool has_nd, double ndv, in
     parallel_for(
         C * dh, threads,
         [&](int64_t r0, int64_t r1) {
-          if constexpr (std::is_same_v<T, uint16_t>) {
-            if (!nd.on) {
-              std::vector<uint32_t> acc(dw);
-              const uint32_t n = uint32_t(f * f);
-              for (int64_t r = r0; r < r1; ++r) {
-                const int64_t c = r / dh, y = r % dh;
-                std::fill(acc.begin(), acc.end(), 0u);
-                for (int k = 0; k < f; ++k) down_row_sum_u16(s + c * sh * sw + (y * f + k) * sw, acc.data(), dw, f);
-                uint16_t* out = d + r * dw;
-                for (int64_t x = 0; x < dw; ++x) out[x] = static_cast<uint16_t>((2 * acc[x] + n) / (2 * n));
-              }
-              return;
-            }
+          switch (f) {
+            case 2: down_rows_t<2, T>(s, sh, sw, d, dh, dw, f, nd, r0, r1); break;
+            case 3: down_rows_t<3, T>(s, sh, sw, d, dh, dw, f, nd, r0, r1); break;
+            case 6: down_rows_t<6, T>(s, sh, sw, d, dh, dw, f, nd, r0, r1); break;
+            default: down_rows_t<0, T>(s, sh, sw, d, dh, dw, f, nd, r0, r1);
           }
-          down_rows<T>(s, sh, sw, d, dh, dw, f, nd, r0, r1);
         },
         4);
   }
@@ -809,6 +929,14 @@ void register_resample(py::module_& m) {
         "Upsample a (C, h, w) uint16/float32 source window by an integer factor onto a window of the finer grid.\n"
         "The source window starts at (src_y_off, src_x_off) of a full band of shape (full_h, full_w) and must hold\n"
         "every tap; the destination window starts at (dst_y_off, dst_x_off) and has shape (dst_h, dst_w).");
+  m.def(
+      "_use_avx2",
+      [](bool on) {
+        const bool old = g_avx2_allowed;
+        g_avx2_allowed = on;
+        return old;
+      },
+      py::arg("on"), "Allow (True) or forbid the AVX2 kernels; returns the previous setting (for tests).");
   m.def("downsample_mean", &downsample_mean, py::arg("src"), py::arg("factor"), py::arg("has_nodata"),
         py::arg("nodata"), py::arg("threads") = 0,
         "Area-average a (C, H, W) uint16/float32 array by an integer factor (mean of valid pixels per block).");

@@ -225,6 +225,21 @@ def test_threads_and_channels_are_consistent():
         assert np.array_equal(stacked, single)
 
 
+def test_portable_path_equals_avx2_path():
+    from nimbus import _kernels
+
+    src = np.stack([synthetic((45, 38), np.uint16, 0, seed=4), synthetic((45, 38), np.uint16, None, seed=5)])
+    fast = R.upsample(src, 2, "bilinear", 0)
+    before = _kernels._use_avx2(False)
+    try:
+        portable = R.upsample(src, 2, "bilinear", 0)
+        part = R.read_resampled(lambda w: crop(src, w), src.shape[1:], 2, Window(3, 5, 41, 17), "bilinear", 0)
+    finally:
+        _kernels._use_avx2(before)
+    assert np.array_equal(fast, portable)
+    assert np.array_equal(part, crop(fast, Window(3, 5, 41, 17)))
+
+
 # --------------------------------------------------------------------------------------------
 # Nodata rules
 
