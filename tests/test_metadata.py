@@ -82,6 +82,10 @@ def test_every_real_metadata_file_parses(xml: Path) -> None:
             assert (t.a, t.e) == (res, -res)
             assert t.c % 20 == 0 and t.f % 20 == 0
         assert md.sensing_time is not None
+        # the same grid as the one nimbus.grid derives from the MGRS code alone
+        from nimbus.grid import tile_grid
+
+        assert md.transform(10) == tile_grid(md.tile, 10).transform
 
 
 def test_real_l1c_values(realdata: Path) -> None:
