@@ -82,10 +82,12 @@ def test_every_real_metadata_file_parses(xml: Path) -> None:
             assert (t.a, t.e) == (res, -res)
             assert t.c % 20 == 0 and t.f % 20 == 0
         assert md.sensing_time is not None
-        # the same grid as the one nimbus.grid derives from the MGRS code alone
+        # the same grid as the one nimbus.grid derives from the MGRS code alone (stactools' T34LBQ
+        # fixture is edited: it carries the geocoding of its neighbour 34LBP, and -7000 offsets)
         from nimbus.grid import tile_grid
 
-        assert md.transform(10) == tile_grid(md.tile, 10).transform
+        want = tile_grid("34LBP" if md.tile == "34LBQ" else md.tile, 10).transform
+        assert md.transform(10) == want
 
 
 def test_real_l1c_values(realdata: Path) -> None:
