@@ -424,3 +424,18 @@ def test_product_pickles_for_worker_processes(synthetic_l2a_zip) -> None:
     q = pickle.loads(pickle.dumps(p))
     np.testing.assert_array_equal(q.read(["B02", "SCL"], res=20)[0], before)
     assert q.product_id == p.product_id and q.transform(10) == p.transform(10)
+
+
+def test_old_oper_product_as_a_folder(realdata: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    zpath = next((realdata / OPER).glob("*.zip"))
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(tmp_path)
+    safe = next(tmp_path.glob("*.SAFE"))
+    folder, zipped = open_product(safe), open_product(zpath)
+    assert folder.product_id == zipped.product_id == safe.name[:-5]
+    assert folder.bands == zipped.bands == BANDS and folder.layout == "safe"
+    assert folder.transform(20) == zipped.transform(20) and folder.shape(60) == (1830, 1830)
+    data, valid = folder.read(["B8A", "B11"], res=20, window=Window(2000, 2000, 64, 64))
+    assert not data.any() and not valid.any()
