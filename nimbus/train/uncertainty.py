@@ -21,6 +21,7 @@ written for the selected patches are exactly those that were scored.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import zlib
@@ -407,8 +408,10 @@ def plot_map(scores: Sequence[PatchScore], path: str | os.PathLike[str], title: 
     grid = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     fig, ax = plt.subplots(figsize=(6.5, 6))
     im = ax.imshow(grid, cmap="magma", interpolation="nearest")
-    ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=90, fontsize=6)
-    ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=6)
+    xs = range(0, len(cols), max(1, math.ceil(len(cols) / 12)))
+    ys = range(0, len(rows), max(1, math.ceil(len(rows) / 12)))
+    ax.set_xticks(list(xs), [str(cols[i]) for i in xs], rotation=90, fontsize=7)
+    ax.set_yticks(list(ys), [str(rows[i]) for i in ys], fontsize=7)
     ax.set_xlabel("patch column offset (px)")
     ax.set_ylabel("patch row offset (px)")
     ax.set_title(title or "mean MC-dropout uncertainty over the tile")
@@ -507,7 +510,7 @@ def select_samples(
     chosen = select_top(scores, k, spacing)
     written = [write_sample(samples, arrs[s.product_id], s, model, meta, passes, method, batch, dev, seed).id for s in chosen]
     samples.update_selection({
-        "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
         "arrays": str(Path(arrays).resolve()),
         "method": method,
         "passes": int(passes),
