@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from datetime import datetime, timezone
@@ -23,7 +24,9 @@ from nimbus.metadata import (
     parse_time,
     tile_from_name,
 )
-from tests.conftest import REALDATA
+
+# the same folder as the ``realdata`` fixture (tests/conftest.py), needed at collection time
+REALDATA = Path(os.environ.get("NIMBUS_REALDATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata")).resolve()
 
 META_DIR = REALDATA / "stactools-sentinel2_SAFE_metadata_many_baselines"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import csv
 import shutil
 from pathlib import Path
@@ -13,7 +14,9 @@ from rasterio.windows import Window
 from nimbus.bands import BANDS, L2A_BANDS, NATIVE_RESOLUTION
 from nimbus.errors import CorruptArchiveError, MetadataError, MissingBandError, NotAProductError, ProductError
 from nimbus.product import find_band_files, find_metadata_files, open_product
-from tests.conftest import REALDATA
+
+# the same folder as the ``realdata`` fixture (tests/conftest.py), needed at collection time
+REALDATA = Path(os.environ.get("NIMBUS_REALDATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata")).resolve()
 
 EODAG = "eodag-cube_S2A_MSIL1C_T31TDH_20180101"
 OPER = "sentinelsat_S2A_L1C_oldformat_T01CEH_20161012_nodata"
