@@ -57,12 +57,13 @@ HELDOUT = [
     (203, 1098, "05.10", 0.45, False),
 ]
 #: Training options (passed to `nimbus train`).
-TRAIN_OPTS = dict(model="segnet", epochs=14, batch=12, patch=128, lr=2e-3, patches_per_epoch=360, dropout=0.2, seed=0)
+TRAIN_OPTS = dict(model="segnet", epochs=6, batch=12, patch=128, lr=2e-3, patches_per_epoch=360, dropout=0.2, seed=0)
 
 #: Truth class -> SCL code that `nimbus labels --scl` maps back to that class.
 TRUTH_TO_SCL = {0: 9, 1: 4, 2: 11, 3: 6, 255: 0}
 
 COMMANDS: list[str] = []
+REUSE_DATA = False
 
 
 def run(*args: object, capture: bool = True) -> str:
@@ -98,7 +99,18 @@ def truth_as_scl(truth: Path, dst: Path) -> Path:
 
 
 def make_products(specs: list[tuple], folder: Path, arrays: Path, quick: bool) -> list[dict]:
-    """``nimbus synthetic`` + ``nimbus arrays`` + labels for each product spec."""
+    """``nimbus synthetic`` + ``nimbus arrays`` + labels for each product spec.
+
+    The steps' record (``FOLDER/steps.json``) lets a rerun with ``--reuse-data`` skip them.
+    """
+    record = folder / "steps.json"
+    if REUSE_DATA and record.is_file():
+        doc = json.loads(record.read_text())
+        if doc["specs"] == [list(s) for s in specs] and doc["quick"] == quick:
+            COMMANDS.extend(doc["commands"])
+            print(f"reusing the products, arrays and labels recorded in {record}", flush=True)
+            return [{**it, **{k: Path(it[k]) for k in ("product", "aux", "truth")}} for it in doc["items"]]
+    first = len(COMMANDS)
     items = []
     for seed, size, baseline, cloud, swath in specs:
         if quick:
@@ -115,6 +127,13 @@ def make_products(specs: list[tuple], folder: Path, arrays: Path, quick: bool) -
         COMMANDS.append(f"# {scl.name}: {truth.name} in SCL codes {TRUTH_TO_SCL} (export/train_default.py:truth_as_scl)")
         run("labels", arrays / pid, "--scl", scl)
         items.append({"product": product, "id": pid, "aux": aux, "truth": truth, "seed": seed, "size": size, "baseline": baseline})
+    doc = {
+        "specs": [list(s) for s in specs],
+        "quick": quick,
+        "commands": COMMANDS[first:],
+        "items": [{k: str(v) if isinstance(v, Path) else v for k, v in it.items()} for it in items],
+    }
+    record.write_text(json.dumps(doc, indent=1))
     return items
 
 
@@ -175,7 +194,10 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/nimbus-default-work", help="work folder (products, arrays, runs)")
     ap.add_argument("--quick", action="store_true", help="toy sizes; writes into the work folder only")
     ap.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    ap.add_argument("--reuse-data", action="store_true", help="reuse products/arrays/labels of an earlier run in --work")
     args = ap.parse_args()
+    global REUSE_DATA
+    REUSE_DATA = args.reuse_data
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
