@@ -508,6 +508,9 @@ def select_samples(
     arrs = {pid: ProductArrays(Path(arrays) / pid) for pid in pool}
     scores = score_patches(model, meta, list(arrs.values()), win, passes, method, exclude, min_valid, batch, dev, seed)
     chosen = select_top(scores, k, spacing)
+    if len(chosen) < k:
+        print(f"nimbus uncertain: {len(chosen)} of {k} samples selectable ({len(scores)} patches scored, "
+              f"spacing {spacing:g} windows); lower --spacing or --window for more", file=sys.stderr)
     written = [write_sample(samples, arrs[s.product_id], s, model, meta, passes, method, batch, dev, seed).id for s in chosen]
     samples.update_selection({
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
