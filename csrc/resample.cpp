@@ -84,6 +84,7 @@ struct Axis {
   std::vector<uint8_t> cubic_ok;    // the 4 cubic taps lie inside the band
   std::vector<int32_t> dep_lo, dep_hi;  // per local source index: destination range reading it
   std::vector<int32_t> rep;         // rep[x + f] = i0(x) (local, clamped) for x in [-f, n + 2f)
+  int64_t run_j0 = 0, run_count = 0;  // rep[run_j0 + f t + p] = rep[run_j0] + t for t < run_count, p < f
 };
 
 Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, int64_t dst_off, int64_t n_dst,
@@ -117,6 +118,22 @@ Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, 
       const int64_t l = clampi(floor_div(2 * g + 1 - f, den), 0, last) - src_off;
       a.rep[j] = static_cast<int32_t>(clampi(l, 0, n_src_local - 1));
     }
+    // the regular runs of f equal taps (the replication is then a block fill, see replicate_row):
+    // source pixel g (unclamped) is the tap i0 of global columns f*g + f/2 .. f*g + f/2 + f - 1
+    const int64_t nrep = static_cast<int64_t>(a.rep.size());
+    const int64_t x_first = dst_off - f;  // global column of rep[0]
+    int64_t g = std::max<int64_t>(0, floor_div(x_first - f / 2 + f - 1, f));  // first run starting at j >= 0
+    int64_t j0 = f * g + f / 2 - x_first;
+    int64_t count = 0;
+    while (j0 >= 0 && g + count <= last && j0 + f * (count + 1) <= nrep) {
+      const int64_t base = j0 + f * count;
+      bool regular = true;
+      for (int64_t p = 0; p < f && regular; ++p) regular = a.rep[base + p] == a.rep[j0] + count;
+      if (!regular || a.rep[j0] + count != g + count - src_off) break;
+      ++count;
+    }
+    a.run_j0 = j0;
+    a.run_count = count;
   }
   for (int64_t j = 0; j < n_dst; ++j) {
     const int64_t g = dst_off + j;
@@ -440,6 +457,30 @@ void replicate(const S* __restrict s, const int32_t* __restrict rep, D* __restri
   for (int64_t j = 0; j < n; ++j) R[j] = static_cast<D>(s[rep[j]]);
 }
 
+template <int F, typename S, typename D>
+void replicate_blocks(const S* __restrict s, D* __restrict R, int64_t blocks) {
+  for (int64_t k = 0; k < blocks; ++k) {
+    const D v = static_cast<D>(s[k]);
+    for (int p = 0; p < F; ++p) R[F * k + p] = v;
+  }
+}
+
+// R[j] = row[rep[j]] for j < n: block fills over the regular runs, gathers at the edges.
+template <typename S, typename D>
+void replicate_row(const S* row, const Axis& X, int f, D* R, int64_t n) {
+  const int64_t j0 = X.run_j0, cnt = X.run_count, j1 = j0 + f * cnt;
+  if (cnt == 0) return replicate(row, X.rep.data(), R, n);
+  replicate(row, X.rep.data(), R, j0);
+  const S* s = row + X.rep[j0];
+  switch (f) {
+    case 2: replicate_blocks<2>(s, R + j0, cnt); break;
+    case 3: replicate_blocks<3>(s, R + j0, cnt); break;
+    case 6: replicate_blocks<6>(s, R + j0, cnt); break;
+    default: replicate(row, X.rep.data() + j0, R + j0, j1 - j0);
+  }
+  replicate(row, X.rep.data() + j1, R + j1, n - j1);
+}
+
 NIMBUS_CLONES
 void hrow_bil_u16(const uint16_t* __restrict r0, const uint16_t* __restrict r1, const uint32_t* __restrict w0,
                   const uint32_t* __restrict w1, uint32_t* __restrict h, int64_t n) {
@@ -562,11 +603,11 @@ void hpass_bilinear(const UpJob<T>& J, const T* row, typename RowScratch<T>::Bil
   const int64_t F = J.f, n = J.dw;
   if constexpr (std::is_same_v<T, uint16_t>) {
     uint16_t* R = S.rep_t.data();
-    replicate(row, X.rep.data(), R, n + 3 * F);
+    replicate_row(row, X, J.f, R, n + 3 * F);
     hrow_bil_u16(R + F, R + 2 * F, X.wi0.data(), X.wi1.data(), h, n);
   } else {
     float* R = S.rep_t.data();
-    replicate(row, X.rep.data(), R, n + 3 * F);
+    replicate_row(row, X, J.f, R, n + 3 * F);
     hrow_bil_f32(R + F, R + 2 * F, X.wf0.data(), X.wf1.data(), h, n);
   }
 }
@@ -576,7 +617,7 @@ void hpass_cubic(const UpJob<T>& J, const T* row, float* h, RowScratch<T>& S) {
   const Axis& X = *J.X;
   const int64_t F = J.f, n = J.dw;
   float* R = S.rep_f.data();
-  replicate(row, X.rep.data(), R, n + 3 * F);
+  replicate_row(row, X, J.f, R, n + 3 * F);
   hrow_cubic_f32(R, R + F, R + 2 * F, R + 3 * F, X.cw[0].data(), X.cw[1].data(), X.cw[2].data(), X.cw[3].data(), h,
                  n);
 }
@@ -847,6 +888,16 @@ void down_finish_u16(const uint32_t* __restrict acc, const uint32_t* __restrict 
   }
 }
 
+NIMBUS_CLONES
+void down_finish_f32(const float* __restrict acc, const uint32_t* __restrict cnt, float* __restrict out, int64_t dw,
+                     bool nd_on, float ndv, bool nd_nan, float alt) {
+  for (int64_t x = 0; x < dw; ++x) {
+    float v = acc[x] / float(cnt[x] ? cnt[x] : 1u);
+    if (nd_on) v = (nd_nan ? (v != v) : (v == ndv)) ? alt : v;
+    out[x] = cnt[x] ? v : ndv;
+  }
+}
+
 template <int F, typename T>
 void down_rows_t(const T* src, int64_t sh, int64_t sw, T* dst, int64_t dh, int64_t dw, int frt, const NoData<T>& nd,
                  int64_t r0, int64_t r1) {
@@ -860,26 +911,23 @@ void down_rows_t(const T* src, int64_t sh, int64_t sw, T* dst, int64_t dh, int64
     T* out = dst + r * dw;
     std::fill(acc.begin(), acc.end(), Acc(0));
     std::fill(cnt.begin(), cnt.end(), 0u);
+    // blocks of rows without nodata take the plain path (the same result, without the validity tests)
+    bool any_nd = false;
+    if (nd.on)
+      for (int k = 0; k < f && !any_nd; ++k) any_nd = row_any_nodata(plane + (y * f + k) * sw, dw * f, nd);
     for (int k = 0; k < f; ++k)
-      down_accumulate<F, T>(plane + (y * f + k) * sw, dw, f, nd.value, nd.on, nd.nan, acc.data(), cnt.data());
+      down_accumulate<F, T>(plane + (y * f + k) * sw, dw, f, nd.value, any_nd, nd.nan, acc.data(), cnt.data());
     if constexpr (std::is_same_v<T, uint16_t>) {
-      if (!nd.on && F != 0) {
+      if (!any_nd && F != 0) {
         down_finish_u16_full<(F ? F : 1)>(acc.data(), out, dw);
+        if (nd.on && nd.value != 0) replace_u16(out, nd.value, nd.alt, dw);  // a mean of values >= 1 is >= 1
       } else {
         down_finish_u16(acc.data(), cnt.data(), out, dw, nd.on ? nd.value : uint16_t(0), nd.on ? nd.alt : uint16_t(0));
         if (!nd.on)
           for (int64_t x = 0; x < dw; ++x) out[x] = static_cast<uint16_t>((2ull * acc[x] + cnt[x]) / (2ull * cnt[x]));
       }
     } else {
-      for (int64_t x = 0; x < dw; ++x) {
-        if (cnt[x] == 0) {
-          out[x] = nd.value;
-          continue;
-        }
-        float v = acc[x] / float(cnt[x]);
-        if (nd.on && nd.is(v)) v = nd.alt;
-        out[x] = v;
-      }
+      down_finish_f32(acc.data(), cnt.data(), out, dw, nd.on, nd.value, nd.nan, nd.alt);
     }
   }
 }

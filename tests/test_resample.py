@@ -290,6 +290,15 @@ def test_downsample_mean_nodata_rules():
         np.testing.assert_array_equal(R.downsample_mean(big, f, 0), expected)
 
 
+def test_downsample_valid_mean_never_equals_nodata():
+    src = np.array([[100, 102, 7, 7], [100, 98, 7, 7]], dtype=np.uint16)
+    np.testing.assert_array_equal(R.downsample_mean(src, 2, 100), [[101, 7]])  # (102 + 98 + 100) / 3 = 100 -> 101
+    np.testing.assert_array_equal(R.downsample_mean(src, 2, 7), [[100, 7]])  # block of nodata stays nodata
+    src = np.array([[99, 101], [100, 100]], dtype=np.uint16)
+    np.testing.assert_array_equal(R.downsample_mean(src, 2, 5), [[100]])
+    np.testing.assert_array_equal(R.downsample_mean(src, 2, 100), [[101]])  # 99 and 101 average to nodata
+
+
 def test_downsample_nearest_and_other_dtypes():
     scl = np.arange(36, dtype=np.uint8).reshape(6, 6)
     np.testing.assert_array_equal(R.downsample(scl, 3, "nearest"), scl[1::3, 1::3])
