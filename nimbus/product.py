@@ -741,8 +741,9 @@ def _open_listing(path: Path, layout: str, src: _Source, tile: str | None, names
     safe_dir = _parts(product_xmls[0])[-2] if product_xmls and len(_parts(product_xmls[0])) > 1 else ""
     if safe_dir.upper().endswith(".SAFE"):
         prod_id = safe_dir[:-5]
-    elif md.product_format == "SAFE" and path.name.upper().endswith(".SAFE"):  # OPER: PRODUCT_URI names a granule
-        prod_id = path.name[:-5]
+    elif md.product_format == "SAFE" and (path.name.upper().endswith(".SAFE") or "_TL_" in (md.product_uri or "")):
+        # OPER naming: PRODUCT_URI names a granule, so the folder (as `nimbus extract` names it) is the product id
+        prod_id = path.name.removesuffix(".SAFE").removesuffix(".zip")
     else:
         prod_id = md.product_uri or path.name.removesuffix(".zip").removesuffix(".SAFE")
     tile_code = chosen or (tmd.tile if tmd else "") or tile_from_name(prod_id) or tile_from_name(path.name)

@@ -61,6 +61,11 @@ def test_real_archives_new_and_old_naming(tmp_path: Path, eodag_zip: Path, oper_
     with zipfile.ZipFile(eodag_zip) as zf:
         assert b01.read_bytes() == zf.read(str(b01.relative_to(new)))
     assert (old / "manifest.safe").is_file() and len(list(old.rglob("*.jp2"))) >= 13
+    # the extracted products keep the archive's product id (OPER metadata names a granule in PRODUCT_URI)
+    from nimbus.product import open_product
+
+    assert open_product(old).product_id == open_product(oper_zip).product_id == OPER_ID
+    assert open_product(new).product_id == open_product(eodag_zip).product_id == EODAG_ID
     # nothing else left behind (no temporary folders)
     assert sorted(p.name for p in (tmp_path / "store").rglob(".*")) == []
     # a re-run skips both
