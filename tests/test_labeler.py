@@ -139,3 +139,13 @@ def test_cli_label_binds_localhost_and_prints_its_url(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_foreign_host_names_refused_on_loopback(tmp_path) -> None:
+    make_samples(tmp_path / "samples")
+    app = create_app(tmp_path / "samples")
+    app.config["ALLOWED_HOSTS"] = {"127.0.0.1", "localhost", "::1"}  # as `nimbus label` sets it on 127.0.0.1
+    client = app.test_client()
+    assert client.get("/api/samples", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    resp = client.get("/api/samples", headers={"Host": "evil.example:8765"})
+    assert resp.status_code == 403 and "refused" in resp.get_json()["error"]

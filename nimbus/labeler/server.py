@@ -116,6 +116,15 @@ def create_app(samples_dir: str | os.PathLike[str]) -> Any:
         resp.status_code = exc.code or 500
         return resp
 
+    @app.before_request
+    def check_host() -> Any:
+        # Bound to the loopback interface, only loopback host names are answered: a web page that
+        # rebinds its own DNS name to 127.0.0.1 cannot read or write the labels.
+        allowed = app.config.get("ALLOWED_HOSTS")
+        if allowed and (request.host.rsplit(":", 1)[0].strip("[]").lower() not in allowed):
+            abort(403, description=f"host {request.host!r} refused; open the URL nimbus label printed")
+        return None
+
     @app.after_request
     def no_cache(resp: Any) -> Any:
         if request.path.startswith("/api/"):
@@ -234,6 +243,8 @@ def serve(
     from werkzeug.serving import make_server
 
     app = create_app(samples_dir)
+    if host in ("127.0.0.1", "localhost", "::1"):
+        app.config["ALLOWED_HOSTS"] = {"127.0.0.1", "localhost", "::1"}
     server = make_server(host, port, app, threaded=True)
     url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{server.port}/"
     n = len(app.config["SAMPLES"])
