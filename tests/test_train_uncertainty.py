@@ -173,3 +173,18 @@ def test_cli_uncertain_with_a_checkpoint(tmp_path) -> None:
     ss = SampleSet(tmp_path / "samples")
     assert len(ss.samples()) == 2 and {s.product_id for s in ss.samples()} == {ids[1]}  # the pool: val only
     assert ss.selection["method"] == "entropy" and ss.selection["checkpoint"] == str(ckpt)
+
+
+def test_pool_and_labelled_windows(tmp_path) -> None:
+    from _samples_data import make_samples
+
+    from nimbus.train.uncertainty import labelled_windows, pool_products
+
+    arrays = make_arrays(tmp_path / "arrays", n_products=3, size=32, aux=False)
+    ids = sorted(p.name for p in arrays.iterdir())
+    assert pool_products(arrays, {"train": [ids[0]], "val": [ids[1]], "test": [ids[2]]}) == [ids[1]]
+    assert pool_products(arrays, None) == ids
+    ss = make_samples(tmp_path / "s", n=2)
+    got = labelled_windows([tmp_path / "s", tmp_path / "absent"])
+    assert list(got) == [ss.samples()[0].product_id]
+    assert got[ss.samples()[0].product_id] == [(2000, 1000, 64, 96), (2000, 1192, 64, 96)]  # row, col, h, w

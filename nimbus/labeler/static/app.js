@@ -560,6 +560,8 @@
       else if (k === "t") setBase(S.base === "truecolor" ? "falsecolor" : "truecolor");
       else if (k === "." || k === "PageDown") openIndex(S.index + 1);
       else if (k === "," || k === "PageUp") openIndex(S.index - 1);
+      else if (k === "+" || k === "=") { const r = $("viewport").getBoundingClientRect(); zoomAt(r.width / 2, r.height / 2, 1.25); }
+      else if (k === "-") { const r = $("viewport").getBoundingClientRect(); zoomAt(r.width / 2, r.height / 2, 0.8); }
       else if (k === " ") { spaceDown = true; e.preventDefault(); }
       else return;
     });
