@@ -4,7 +4,8 @@ Headline: bilinear x2 of a 5490 x 5490 uint16 band (a 20 m band of a full tile o
 with ``nimbus.resample.upsample`` against ``cv2.resize(INTER_LINEAR)`` (benchmark-only dependency)
 and ``rasterio.warp.reproject(Resampling.bilinear)`` (GDAL's warper, same number of threads),
 beside the bandwidth floor: filling / copying an array of the output's size (fresh allocation, as
-every resampler returns a new array). Also: nearest and cubic x2, x6 (60 -> 10 m) and x3
+every resampler returns a new array, whose page faults cost about as much as the copy itself), and
+the same three into a preallocated output (``out=`` / ``dst=``). Also: nearest and cubic x2, x6 (60 -> 10 m) and x3
 (60 -> 20 m), area-average downsampling (10 -> 20/60 m), a band with a nodata swath, and strip-wise
 windowed reads. Throughput is megapixels of *output* per second, median of ``--repeat`` runs.
 
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     t_nimbus = case(x2, "nimbus upsample (nodata=0)", lambda: R.upsample(b20, 2, "bilinear", 0, threads=T), out_px)
     case(x2, "nimbus upsample (nodata=None)", lambda: R.upsample(b20, 2, "bilinear", None, threads=T), out_px)
     t_cv2 = case(x2, "cv2.resize INTER_LINEAR", lambda: cv2.resize(b20, (n10, n10), interpolation=cv2.INTER_LINEAR), out_px)
+    pre = np.empty((n10, n10), np.uint16)
+    case(x2, "floor: memcpy into preallocated output", lambda: np.copyto(pre, other), out_px)
+    case(x2, "nimbus upsample into preallocated out", lambda: R.upsample(b20, 2, "bilinear", 0, threads=T, out=pre), out_px)
+    case(x2, "cv2.resize INTER_LINEAR into preallocated dst", lambda: cv2.resize(b20, (n10, n10), dst=pre, interpolation=cv2.INTER_LINEAR), out_px)
     t_gdal = case(x2, f"rasterio.warp.reproject bilinear ({T} thr)", lambda: _gdal_up(b20, 2, "bilinear", T), out_px, args.gdal_repeat)
     case(x2 + ", 18% nodata swath", "nimbus upsample (nodata=0)", lambda: R.upsample(swath, 2, "bilinear", 0, threads=T), out_px)
 

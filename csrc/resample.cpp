@@ -436,12 +436,14 @@ __attribute__((target("avx2"))) void bilinear_x2_u16_avx2(const uint16_t* __rest
 }
 #undef NIMBUS_V
 
+bool g_stream_allowed = false;  // non-temporal stores for huge outputs (measured: no gain here, off)
 bool g_avx2_allowed = true;  // tests switch the AVX2 kernel off to check the portable path
 inline bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2");
   return has && g_avx2_allowed;
 }
 #else
+bool g_stream_allowed = false;
 bool g_avx2_allowed = false;
 inline bool cpu_has_avx2() { return false; }
 #endif
@@ -809,17 +811,28 @@ Method parse_method(const std::string& m) {
 template <typename T>
 py::array upsample_typed(py::array src_any, int f, Method method, bool has_nd, double nd, int64_t src_y_off,
                          int64_t src_x_off, int64_t full_h, int64_t full_w, int64_t dst_y_off, int64_t dst_x_off,
-                         int64_t dh, int64_t dw, int threads) {
+                         int64_t dh, int64_t dw, int threads, const py::object& out) {
   auto src = py::array_t<T, py::array::c_style>::ensure(src_any);
   if (!src) throw std::invalid_argument("resample: source array has the wrong dtype");
   if (src.ndim() != 3) throw std::invalid_argument("resample: kernel expects a (C, H, W) array");
   const int64_t C = src.shape(0), sh = src.shape(1), sw = src.shape(2);
-  py::array_t<T> dst({C, dh, dw});
+  py::array_t<T> dst;
+  if (out.is_none()) {
+    dst = py::array_t<T>({C, dh, dw});
+  } else {
+    // caller's buffer: exactly (C, dh, dw), this dtype, C-contiguous and writable (no silent copy)
+    if (!py::isinstance<py::array_t<T>>(out)) throw std::invalid_argument("resample: out has the wrong dtype");
+    dst = py::reinterpret_borrow<py::array_t<T>>(out);
+    if (dst.ndim() != 3 || dst.shape(0) != C || dst.shape(1) != dh || dst.shape(2) != dw)
+      throw std::invalid_argument("resample: out has the wrong shape");
+    if (!(dst.flags() & py::array::c_style) || !dst.writeable())
+      throw std::invalid_argument("resample: out must be C-contiguous and writable");
+  }
   if (C == 0 || dh == 0 || dw == 0) return std::move(dst);
   const Axis X = make_axis(f, full_w, src_x_off, sw, dst_x_off, dw, method);
   const Axis Y = make_axis(f, full_h, src_y_off, sh, dst_y_off, dh, method);
   // stream (non-temporal stores) only when the output is far larger than the caches
-  const bool stream = C * dh * dw * int64_t(sizeof(T)) >= (int64_t(64) << 20);
+  const bool stream = g_stream_allowed && C * dh * dw * int64_t(sizeof(T)) >= (int64_t(64) << 20);
   UpJob<T> J{src.data(), sh, sw, dst.mutable_data(), dh, dw, f, method, make_nodata<T>(has_nd, nd), &X, &Y,
              dst_x_off, src_x_off, full_w, stream};
   {
@@ -831,15 +844,15 @@ py::array upsample_typed(py::array src_any, int f, Method method, bool has_nd, d
 
 py::array upsample(py::array src, int f, const std::string& method, bool has_nd, double nd, int64_t src_y_off,
                    int64_t src_x_off, int64_t full_h, int64_t full_w, int64_t dst_y_off, int64_t dst_x_off, int64_t dh,
-                   int64_t dw, int threads) {
+                   int64_t dw, int threads, const py::object& out) {
   if (f < 1) throw std::invalid_argument("resample: factor must be >= 1");
   const Method m = parse_method(method);
   if (src.dtype().is(py::dtype::of<uint16_t>()))
     return upsample_typed<uint16_t>(src, f, m, has_nd, nd, src_y_off, src_x_off, full_h, full_w, dst_y_off,
-                                    dst_x_off, dh, dw, threads);
+                                    dst_x_off, dh, dw, threads, out);
   if (src.dtype().is(py::dtype::of<float>()))
     return upsample_typed<float>(src, f, m, has_nd, nd, src_y_off, src_x_off, full_h, full_w, dst_y_off, dst_x_off,
-                                 dh, dw, threads);
+                                 dh, dw, threads, out);
   throw std::invalid_argument("resample: only uint16 and float32 arrays are supported");
 }
 
@@ -974,9 +987,11 @@ void register_resample(py::module_& m) {
   m.def("upsample", &upsample, py::arg("src"), py::arg("factor"), py::arg("method"), py::arg("has_nodata"),
         py::arg("nodata"), py::arg("src_y_off"), py::arg("src_x_off"), py::arg("full_h"), py::arg("full_w"),
         py::arg("dst_y_off"), py::arg("dst_x_off"), py::arg("dst_h"), py::arg("dst_w"), py::arg("threads") = 0,
+        py::arg("out") = py::none(),
         "Upsample a (C, h, w) uint16/float32 source window by an integer factor onto a window of the finer grid.\n"
         "The source window starts at (src_y_off, src_x_off) of a full band of shape (full_h, full_w) and must hold\n"
-        "every tap; the destination window starts at (dst_y_off, dst_x_off) and has shape (dst_h, dst_w).");
+        "every tap; the destination window starts at (dst_y_off, dst_x_off) and has shape (dst_h, dst_w).\n"
+        "out: optional C-contiguous (C, dst_h, dst_w) array of the source dtype to write into (returned).");
   m.def(
       "_use_avx2",
       [](bool on) {
@@ -985,6 +1000,14 @@ void register_resample(py::module_& m) {
         return old;
       },
       py::arg("on"), "Allow (True) or forbid the AVX2 kernels; returns the previous setting (for tests).");
+  m.def(
+      "_use_streaming_stores",
+      [](bool on) {
+        const bool old = g_stream_allowed;
+        g_stream_allowed = on;
+        return old;
+      },
+      py::arg("on"), "Allow (True) or forbid non-temporal stores for huge outputs; returns the previous setting.");
   m.def("downsample_mean", &downsample_mean, py::arg("src"), py::arg("factor"), py::arg("has_nodata"),
         py::arg("nodata"), py::arg("threads") = 0,
         "Area-average a (C, H, W) uint16/float32 array by an integer factor (mean of valid pixels per block).");

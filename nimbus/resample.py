@@ -155,7 +155,26 @@ def _check_method(method: str, allowed: tuple[str, ...]) -> str:
     return method.lower()
 
 
-def upsample(src: np.ndarray, factor: int, method: str = "bilinear", nodata: float | None = 0, threads: int = 0) -> np.ndarray:
+def _check_out(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """Validate a caller's output buffer; return it as a (C, h, w) view (or None)."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != tuple(shape):
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ResampleError(f"resample: out must be a {dtype} array of shape {tuple(shape)}, got {got}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ResampleError("resample: out must be C-contiguous and writable")
+    return out[None] if out.ndim == 2 else out
+
+
+def upsample(
+    src: np.ndarray,
+    factor: int,
+    method: str = "bilinear",
+    nodata: float | None = 0,
+    threads: int = 0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Upsample a band (or a stack of bands) by an integer factor onto the finer grid.
 
     Args:
@@ -164,9 +183,11 @@ def upsample(src: np.ndarray, factor: int, method: str = "bilinear", nodata: flo
         method: ``nearest``, ``bilinear`` or ``cubic`` (see the module docstring for the rules).
         nodata: value marking missing pixels, ``None`` for none (``nan`` allowed for float32).
         threads: worker threads, 0 for all cores.
+        out: optional C-contiguous array of the result's shape and dtype to write into (e.g. a band
+            of a preallocated stack); saves allocating (and page-faulting) a new array.
 
     Returns:
-        Array of the same dtype and rank, ``(H*f, W*f)`` or ``(C, H*f, W*f)``.
+        Array of the same dtype and rank, ``(H*f, W*f)`` or ``(C, H*f, W*f)`` (``out`` when given).
 
     Raises:
         ResampleError: bad dtype, rank, factor, method or nodata.
@@ -175,12 +196,19 @@ def upsample(src: np.ndarray, factor: int, method: str = "bilinear", nodata: flo
     arr, squeeze = _check_array(src, any_dtype=method == "nearest")
     f = _int_factor(factor)
     _, h, w = arr.shape
+    shape = (h * f, w * f) if squeeze else (arr.shape[0], h * f, w * f)
+    buf = _check_out(out, shape, arr.dtype)
     if arr.dtype not in _DTYPES:  # nearest on class maps (uint8 SCL ...): pixel replication
-        out = _nearest_numpy(arr, f, (0, 0), (0, 0, h * f, w * f))
-        return out[0] if squeeze else out
+        res = _nearest_numpy(arr, f, (0, 0), (0, 0, h * f, w * f))
+        if buf is not None:
+            np.copyto(buf, res)
+            return out
+        return res[0] if squeeze else res
     has_nd, nd = _nodata_args(nodata, arr.dtype)
-    out = _kernels().upsample(arr, f, method, has_nd, nd, 0, 0, h, w, 0, 0, h * f, w * f, int(threads))
-    return out[0] if squeeze else out
+    res = _kernels().upsample(arr, f, method, has_nd, nd, 0, 0, h, w, 0, 0, h * f, w * f, int(threads), buf)
+    if out is not None:
+        return out
+    return res[0] if squeeze else res
 
 
 def _nearest_numpy(arr: np.ndarray, f: int, src_off: tuple[int, int], dst: tuple[int, int, int, int]) -> np.ndarray:
@@ -331,6 +359,7 @@ def read_resampled(
     method: str = "bilinear",
     nodata: float | None = 0,
     threads: int = 0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read and resample one window of the destination grid, reading only the source pixels it needs.
 
@@ -345,9 +374,10 @@ def read_resampled(
         method: upsampling: nearest, bilinear, cubic; downsampling: average (any other name) or nearest.
         nodata: nodata value or ``None``.
         threads: worker threads, 0 for all cores.
+        out: optional C-contiguous array of the result's shape and dtype to write into.
 
     Returns:
-        ``(height, width)`` or ``(C, height, width)`` of the source dtype.
+        ``(height, width)`` or ``(C, height, width)`` of the source dtype (``out`` when given).
 
     Raises:
         ResampleError: bad factor, method, window, or a read_src result of the wrong shape/dtype.
@@ -366,16 +396,21 @@ def read_resampled(
     want = (int(src_win.height), int(src_win.width))
     if arr.shape[1:] != want:
         raise ResampleError(f"resample: read_src returned shape {np.shape(data)} for window {src_win!r}, expected {want}")
-    if direction == "up" and arr.dtype not in _DTYPES:
-        out = _nearest_numpy(arr, f, (int(src_win.row_off), int(src_win.col_off)), (r0, c0, dh, dw))
-    elif direction == "up":
+    buf = _check_out(out, (dh, dw) if squeeze else (arr.shape[0], dh, dw), arr.dtype)
+    if direction == "up" and arr.dtype in _DTYPES:
         has_nd, nd = _nodata_args(nodata, arr.dtype)
-        out = _kernels().upsample(
-            arr, f, method, has_nd, nd, int(src_win.row_off), int(src_win.col_off), h, w, r0, c0, dh, dw, int(threads)
+        res = _kernels().upsample(
+            arr, f, method, has_nd, nd, int(src_win.row_off), int(src_win.col_off), h, w, r0, c0, dh, dw, int(threads), buf
         )
-    elif direction == "down":
-        out = downsample(arr, f, "nearest" if str(method).lower() == "nearest" else "average", nodata, threads)
-        out = out[None] if out.ndim == 2 else out
     else:
-        out = arr.copy()
-    return out[0] if squeeze else out
+        if direction == "up":
+            res = _nearest_numpy(arr, f, (int(src_win.row_off), int(src_win.col_off)), (r0, c0, dh, dw))
+        elif direction == "down":
+            res = downsample(arr, f, "nearest" if str(method).lower() == "nearest" else "average", nodata, threads)
+        else:
+            res = arr.copy()
+        if buf is not None:
+            np.copyto(buf, res)
+    if out is not None:
+        return out
+    return res[0] if squeeze else res

@@ -307,6 +307,26 @@ def test_downsample_nearest_and_other_dtypes():
     np.testing.assert_array_equal(part, np.kron(scl, np.ones((3, 3), np.uint8))[5:11, 4:11])
 
 
+def test_out_buffers():
+    src = np.stack([synthetic((21, 17), np.uint16, 0, seed=s) for s in range(2)])
+    stack = np.zeros((3, 42, 34), np.uint16)
+    res = R.upsample(src[0], 2, "bilinear", 0, out=stack[1])
+    assert res is stack[1] or np.shares_memory(res, stack)
+    assert np.array_equal(stack[1], R.upsample(src[0], 2, "bilinear", 0))
+    assert not stack[0].any() and not stack[2].any()
+    win = Window(3, 4, 20, 11)
+    part = np.empty((2, 11, 20), np.uint16)
+    R.read_resampled(lambda w: crop(src, w), src.shape[1:], 2, win, "cubic", 0, out=part)
+    assert np.array_equal(part, crop(R.upsample(src, 2, "cubic", 0), win))
+    down = np.empty((5, 4), np.uint16)
+    R.read_resampled(lambda w: crop(src[0], w), src.shape[1:], 0.25, Window(0, 0, 4, 5), "average", 0, out=down)
+    assert np.array_equal(down, R.downsample_mean(src[0], 4, 0))
+    with pytest.raises(ResampleError, match="out must be a uint16 array of shape"):
+        R.upsample(src[0], 2, out=np.empty((42, 34), np.float32))
+    with pytest.raises(ResampleError, match="C-contiguous"):
+        R.upsample(src[0], 2, out=np.empty((42, 68), np.uint16)[:, ::2])
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 
