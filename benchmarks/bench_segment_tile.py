@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlap", type=float, default=0.5)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--read-rows", type=int, default=0, help="rows read per chunk (0 = the window size)")
+    ap.add_argument("--read-rows", type=int, default=0, help="rows read per chunk (0 = the window step)")
     ap.add_argument("--provider", default="auto")
     ap.add_argument("--_segment", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)

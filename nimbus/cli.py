@@ -174,7 +174,8 @@ class NimbusCLI:
                 secs = res.seconds.get("total", 0.0)
                 lines.append(f"{res.classes}  ({res.windows} windows, {res.windows_skipped} empty skipped, {secs:.1f} s)")
         if failed:
-            print("\n".join(lines))
+            if lines:
+                print("\n".join(lines))
             raise NimbusError(f"{len(failed)} of {len(products)} product(s) failed: {', '.join(failed)}")
         return "\n".join(lines)
 

@@ -304,7 +304,8 @@ class Segmenter:
         weights: blending weights: ``"spline"``, ``"gaussian"`` or ``"tukey"``.
         tta: number of D4 transforms to average (0 or 1 = off, up to 8); ``True`` means 8.
         aux_dir: folder of auxiliary layers for models that take them.
-        read_rows: rows read per chunk (default: the window size); bounds the input buffer.
+        read_rows: rows read per chunk (default: the window step, so each window row reads one
+            chunk); the input held is about ``window + 2 * read_rows`` rows of all channels.
         progress: show a tqdm bar (quiet when output is not a terminal).
         gdal_cache_mb: GDAL block cache while segmenting a product (None: leave GDAL's default,
             5 % of RAM). Large enough to keep a row of decoded JPEG2000 tiles of every band.
@@ -328,7 +329,7 @@ class Segmenter:
         aux_dir: str | os.PathLike[str] | None = None,
         read_rows: int | None = None,
         progress: bool = True,
-        gdal_cache_mb: int | None = 512,
+        gdal_cache_mb: int | None = 256,
     ) -> None:
         self.session = Session(model, provider=provider, threads=threads)
         spec = self.session.spec
@@ -346,7 +347,7 @@ class Segmenter:
         self.tta = 8 if tta is True else max(1, min(8, int(tta or 1)))
         self.threads = int(threads)
         self.aux_dir = aux_dir
-        self.read_rows = int(read_rows) if read_rows else spec.window
+        self.read_rows = int(read_rows) if read_rows else WindowLayout(spec.window, spec.window, spec.window, spec.overlap).step
         self.progress = progress
         self.gdal_cache_mb = gdal_cache_mb
         self._mean = np.asarray(spec.mean, np.float32)[:, None, None]
@@ -600,11 +601,9 @@ class Segmenter:
 
         missing = missing_channels(product, self.spec.channels, self.aux_dir)
         if missing:
-            where = f"auxiliary folder {self.aux_dir}" if self.aux_dir else "no auxiliary folder (--aux DIR)"
-            raise ModelError(
-                f"model {self.session.path} needs channel(s) {', '.join(missing)} that neither product "
-                f"{getattr(product, 'path', product)} nor the {where} provide"
-            )
+            src = getattr(product, "path", product)
+            where = f"nor the auxiliary folder {self.aux_dir} provides" if self.aux_dir else "provides and no auxiliary folder was given (--aux DIR)"
+            raise ModelError(f"model {self.session.path} needs channel(s) {', '.join(missing)}, which neither product {src} {where}")
 
     def segment(
         self,
