@@ -83,6 +83,7 @@ struct Axis {
   std::vector<float> cw[4];         // cubic weights
   std::vector<uint8_t> cubic_ok;    // the 4 cubic taps lie inside the band
   std::vector<int32_t> dep_lo, dep_hi;  // per local source index: destination range reading it
+  std::vector<int32_t> near_lo, near_hi;  // per local source index: destination range whose nearest it is
   std::vector<int32_t> rep;         // rep[x + f] = i0(x) (local, clamped) for x in [-f, n + 2f)
   int64_t run_j0 = 0, run_count = 0;  // rep[run_j0 + f t + p] = rep[run_j0] + t for t < run_count, p < f
 };
@@ -105,6 +106,8 @@ Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, 
     if (l < 0 || l >= n_src_local) throw std::out_of_range("resample: source window does not hold every tap");
     return static_cast<int32_t>(l);
   };
+  a.near_lo.assign(n_src_local, std::numeric_limits<int32_t>::max());
+  a.near_hi.assign(n_src_local, -1);
   a.dep_lo.assign(n_src_local, std::numeric_limits<int32_t>::max());
   a.dep_hi.assign(n_src_local, -1);
   auto dep = [&](int32_t s, int64_t j) {
@@ -141,6 +144,8 @@ Axis make_axis(int f, int64_t n_src_full, int64_t src_off, int64_t n_src_local, 
     const int64_t i0 = floor_div(num, den);
     const int64_t r = num - i0 * den;  // 0 .. den-1
     a.nearest[j] = local(floor_div(g, f));
+    a.near_lo[a.nearest[j]] = std::min<int32_t>(a.near_lo[a.nearest[j]], static_cast<int32_t>(j));
+    a.near_hi[a.nearest[j]] = std::max<int32_t>(a.near_hi[a.nearest[j]], static_cast<int32_t>(j));
     if (method == NEAREST) {
       a.b0[j] = a.b1[j] = a.nearest[j];
       continue;
@@ -594,6 +599,7 @@ struct RowScratch {
   std::vector<T> rep_t;       // replicated source row (bilinear)
   std::vector<float> rep_f;   // replicated source row as float (cubic)
   std::vector<uint8_t> bad;
+  std::vector<uint8_t> bad2;  // fix_row scratch
   std::vector<float> of;
   RowNdCache<T> nd_cache;
 };
@@ -626,12 +632,57 @@ void hpass_cubic(const UpJob<T>& J, const T* row, float* h, RowScratch<T>& S) {
 
 // The nodata fix-up of one destination row: every destination pixel reading a flagged source column
 // is recomputed: nodata when its nearest source pixel is, else the renormalised bilinear value.
+// Inside large nodata areas this is a fill: runs of nodata in the nearest row set their destination
+// columns to nodata at once, and only flagged columns near a valid nearest pixel are visited.
+NIMBUS_CLONES
+void near_mask(const uint8_t* __restrict nbp, const uint8_t* __restrict bad, uint8_t* __restrict bad2, int64_t n,
+               int radius) {
+  // nbp is padded by 2 on each side with 1s; bad2[s] = bad[s] and some nearest flag in s-r..s+r is 0
+  if (radius == 1) {
+    for (int64_t s = 0; s < n; ++s) bad2[s] = bad[s] & uint8_t(~(nbp[s + 1] & nbp[s + 2] & nbp[s + 3]) & 1);
+  } else {
+    for (int64_t s = 0; s < n; ++s)
+      bad2[s] = bad[s] & uint8_t(~(nbp[s] & nbp[s + 1] & nbp[s + 2] & nbp[s + 3] & nbp[s + 4]) & 1);
+  }
+}
+
 template <typename T>
-void fix_row(const UpJob<T>& J, const T* s, int64_t y, T* out, const uint8_t* bad) {
-  const T* near_row = s + int64_t(J.Y->nearest[y]) * J.sw;
-  const int32_t* nx = J.X->nearest.data();
-  for_each_dependent(*J.X, bad, J.sw, [&](int64_t x) {
-    out[x] = J.nd.is(near_row[nx[x]]) ? J.nd.value : bilinear_slow(J, s, y, x);
+void fix_row(const UpJob<T>& J, const T* s, int64_t y, T* out, const uint8_t* bad, uint8_t* scratch) {
+  const Axis& X = *J.X;
+  const int64_t sw = J.sw;
+  const T* near_row = s + int64_t(J.Y->nearest[y]) * sw;
+  uint8_t* nbp = scratch;            // sw + 4: nearest-row nodata flags, padded
+  uint8_t* bad2 = scratch + sw + 8;  // sw
+  nbp[0] = nbp[1] = nbp[sw + 2] = nbp[sw + 3] = 1;
+  flag_row(near_row, J.nd, nbp + 2, sw, false);
+  // 1. destination columns whose nearest source pixel is nodata: fill runs
+  int64_t k = 0;
+  while (k < sw) {
+    if (k + 8 <= sw) {
+      uint64_t word;
+      std::memcpy(&word, nbp + 2 + k, 8);
+      if (word == 0) {
+        k += 8;
+        continue;
+      }
+    }
+    if (!nbp[2 + k]) {
+      ++k;
+      continue;
+    }
+    int64_t e = k;
+    while (e < sw && nbp[2 + e]) ++e;
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = -1;
+    for (int64_t q = k; q < e; ++q)
+      if (X.near_hi[q] >= 0) lo = std::min<int64_t>(lo, X.near_lo[q]), hi = std::max<int64_t>(hi, X.near_hi[q]);
+    if (hi >= 0) std::fill(out + lo, out + hi + 1, J.nd.value);
+    k = e;
+  }
+  // 2. other destination columns reading a nodata tap: those near a valid nearest pixel
+  near_mask(nbp, bad, bad2, sw, J.method == CUBIC ? 2 : 1);
+  const int32_t* nx = X.nearest.data();
+  for_each_dependent(X, bad2, sw, [&](int64_t x) {
+    if (!nbp[2 + nx[x]]) out[x] = bilinear_slow(J, s, y, x);
   });
 }
 
@@ -725,7 +776,7 @@ void up_row_bilinear(const UpJob<T>& J, const T* s, int64_t y, T* out, RowScratc
     uint8_t* bad = S.bad.data();
     flag_row(a, J.nd, bad, sw, false);
     if (use_b) flag_row(b, J.nd, bad, sw, true);
-    fix_row(J, s, y, out, bad);
+    fix_row(J, s, y, out, bad, S.bad2.data());
   }
 }
 
@@ -764,7 +815,7 @@ void up_row_cubic(const UpJob<T>& J, const T* s, int64_t y, T* out, RowScratch<T
     if (any) {
       uint8_t* bad = S.bad.data();
       for (int k = 0; k < 4; ++k) flag_row(r[k], J.nd, bad, sw, k > 0);
-      fix_row(J, s, y, out, bad);
+      fix_row(J, s, y, out, bad, S.bad2.data());
     }
   }
 }
@@ -786,6 +837,7 @@ void upsample_impl(const UpJob<T>& J, int64_t channels, int threads) {
           S.rep_f.resize(ext);
         }
         S.bad.resize(J.sw + 8);
+        S.bad2.resize(2 * J.sw + 24);
         S.of.resize(J.dw + 1);
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t c = r / J.dh, y = r % J.dh;
