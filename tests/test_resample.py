@@ -358,6 +358,28 @@ def test_errors_are_clear():
     assert issubclass(ResampleError, NimbusError) and issubclass(ResampleError, ValueError)
 
 
+@pytest.mark.parametrize("factor", [2, 3, 6, 1 / 2, 1 / 3, 1 / 6])
+@pytest.mark.parametrize("method", ["nearest", "bilinear", "cubic"])
+def test_destination_window_inverts_source_window(factor, method):
+    shape = (40, 37)
+    dh, dw = R.destination_shape(shape, factor)
+    for sw in [Window(0, 0, 37, 40), Window(0, 10, 37, 12), Window(5, 0, 13, 40), Window(3, 7, 9, 11)]:
+        dwin = R.destination_window(shape, factor, sw, method)
+        if dwin is None:
+            continue
+        back = R.source_window(shape, factor, dwin, method)
+        assert back.row_off >= sw.row_off and back.col_off >= sw.col_off
+        assert back.row_off + back.height <= sw.row_off + sw.height and back.col_off + back.width <= sw.col_off + sw.width
+        # maximal: one more destination row or column would need pixels outside the source window
+        r0, c0, h, w = int(dwin.row_off), int(dwin.col_off), int(dwin.height), int(dwin.width)
+        for grown in [Window(c0, r0, w, h + 1), Window(c0, r0, w + 1, h), Window(c0 - 1, r0, w + 1, h), Window(c0, r0 - 1, w, h + 1)]:
+            if grown.row_off < 0 or grown.col_off < 0 or grown.row_off + grown.height > dh or grown.col_off + grown.width > dw:
+                continue
+            g = R.source_window(shape, factor, grown, method)
+            assert not (g.row_off >= sw.row_off and g.col_off >= sw.col_off and g.row_off + g.height <= sw.row_off + sw.height and g.col_off + g.width <= sw.col_off + sw.width)
+    assert R.destination_window(shape, 2, Window(0, 0, 37, 40)) == Window(0, 0, 74, 80)
+
+
 def test_parse_factor_and_shapes():
     assert R.parse_factor(2) == ("up", 2)
     assert R.parse_factor(60 / 10) == ("up", 6)
