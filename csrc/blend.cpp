@@ -5,8 +5,9 @@
 //   rows/cols (N) int64: top-left of each window in accumulator coordinates.
 //   Parallel over accumulator rows: each thread owns a band of rows, so overlapping windows never
 //   race and no atomics are needed.
-// blend_finalize: normalise the accumulator by the weights (in place), take the arg-max class,
-//   write 255 where the input has no data (or no window contributed), optionally the entropy.
+// blend_finalize: normalise rows [row0, row0 + n) of the accumulator by the weights (in place), take
+//   the arg-max class, write 255 where the input has no data (or no window contributed), optionally
+//   the entropy. The accumulator can thus be a reusable buffer larger than the rows finalised.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -83,14 +84,17 @@ void blend_accumulate(F32 acc, F32 wsum, F32In probs, F32In weights, I64In rows,
   }
 }
 
-void blend_finalize(F32 acc, F32In wsum, U8In valid, U8In class_values, U8 classes, py::object entropy, int threads) {
+void blend_finalize(F32 acc, F32 wsum, U8In valid, U8In class_values, U8 classes, py::object entropy, int64_t row0,
+                    int threads) {
   require(acc.ndim() == 3 && wsum.ndim() == 2 && valid.ndim() == 2 && classes.ndim() == 2,
-          "expected acc (K, H, W), wsum (H, W), valid (H, W), classes (H, W)");
+          "expected acc (K, H, W), wsum (H, W), valid (n, W), classes (n, W)");
   require(acc.writeable() && classes.writeable(), "acc and classes must be writeable");
-  const int64_t K = acc.shape(0), H = acc.shape(1), W = acc.shape(2);
-  require(wsum.shape(0) == H && wsum.shape(1) == W && valid.shape(0) == H && valid.shape(1) == W &&
-              classes.shape(0) == H && classes.shape(1) == W,
-          "wsum, valid and classes must all be (H, W) like acc");
+  const int64_t K = acc.shape(0), HA = acc.shape(1), W = acc.shape(2);
+  const int64_t H = valid.shape(0);  // rows [row0, row0 + H) of the accumulator are finalised
+  require(row0 >= 0 && row0 + H <= HA, "rows to finalise must lie inside the accumulator");
+  require(wsum.shape(0) == HA && wsum.shape(1) == W && valid.shape(1) == W && classes.shape(0) == H &&
+              classes.shape(1) == W,
+          "wsum must be (H, W) like acc; valid and classes (n, W)");
   require(class_values.ndim() == 1 && class_values.shape(0) == K, "class_values must have one entry per class");
   float* E = nullptr;
   F32 ent;
@@ -100,12 +104,12 @@ void blend_finalize(F32 acc, F32In wsum, U8In valid, U8In class_values, U8 class
             "entropy must be a writeable (H, W) float32 array");
     E = ent.mutable_data();
   }
-  float* A = acc.mutable_data();
-  const float* S = wsum.data();
+  float* A = acc.mutable_data() + row0 * W;
+  const float* S = wsum.data() + row0 * W;
   const uint8_t* V = valid.data();
   const uint8_t* CV = class_values.data();
   uint8_t* C = classes.mutable_data();
-  const int64_t plane = H * W;
+  const int64_t plane = HA * W;
   {
     py::gil_scoped_release release;
     parallel_for(
@@ -150,8 +154,9 @@ void register_blend(pybind11::module_& m) {
         py::arg("rows"), py::arg("cols"), py::arg("threads") = 0,
         "Add weighted window probabilities (N, K, h, w) into acc (K, H, W) and weights into wsum (H, W), in place.");
   m.def("blend_finalize", &blend_finalize, py::arg("acc"), py::arg("wsum"), py::arg("valid"), py::arg("class_values"),
-        py::arg("classes"), py::arg("entropy") = py::none(), py::arg("threads") = 0,
-        "Normalise acc by wsum in place, write arg-max class values (255 where invalid) and optionally the entropy.");
+        py::arg("classes"), py::arg("entropy") = py::none(), py::arg("row0") = 0, py::arg("threads") = 0,
+        "Normalise rows [row0, row0 + n) of acc by wsum in place (n = valid rows), write their arg-max class values "
+        "(255 where invalid or unweighted) and optionally the entropy.");
 }
 
 }  // namespace nimbus

@@ -90,31 +90,29 @@ def finalize(
     class_values: Sequence[int],
     entropy: np.ndarray | None = None,
     threads: int = 0,
+    row0: int = 0,
 ) -> np.ndarray:
     """Normalise ``acc`` by ``wsum`` in place and return the class map (C++ kernel).
 
+    Only rows ``[row0, row0 + n)`` are finalised, ``n = valid.shape[0]`` (all rows by default),
+    so the accumulator can be a reused buffer taller than the rows that are done.
+
     Args:
-        acc: float32 ``(K, H, W)``; on return the blended probabilities (0 where no data).
+        acc: float32 ``(K, H, W)``; on return the blended probabilities of the rows (0 where no data).
         wsum: float32 ``(H, W)`` total weights.
-        valid: bool ``(H, W)``: pixels with input data.
+        valid: bool ``(n, W)``: pixels with input data.
         class_values: class value of each of the K channels.
-        entropy: optional float32 ``(H, W)`` filled with the entropy (nats) of the probabilities.
+        entropy: optional float32 ``(n, W)`` filled with the entropy (nats) of the probabilities.
         threads: worker threads (0 = all cores).
+        row0: first accumulator row to finalise.
 
     Returns:
-        uint8 ``(H, W)``: the value of the most probable class, 255 where ``valid`` is false or
+        uint8 ``(n, W)``: the value of the most probable class, 255 where ``valid`` is false or
         no window contributed.
     """
-    classes = np.empty(wsum.shape, np.uint8)
-    _kernels().blend_finalize(
-        acc,
-        wsum,
-        np.ascontiguousarray(valid, dtype=np.uint8),
-        np.asarray(class_values, dtype=np.uint8),
-        classes,
-        entropy,
-        int(threads),
-    )
+    valid = np.ascontiguousarray(valid, dtype=np.uint8)
+    classes = np.empty(valid.shape, np.uint8)
+    _kernels().blend_finalize(acc, wsum, valid, np.asarray(class_values, dtype=np.uint8), classes, entropy, int(row0), int(threads))
     return classes
 
 

@@ -188,38 +188,50 @@ class _RowChunks:
 
 
 class _HostBlender:
-    """Strip accumulator on the host (C++ kernel)."""
+    """Strip accumulator on the host (C++ kernels): one reused buffer of ``capacity`` rows.
 
-    def __init__(self, k: int, width: int, class_values: tuple[int, ...], threads: int) -> None:
+    Rows ``[start, start + used)`` of the raster are held in buffer rows ``[0, used)``; finished
+    rows are finalised in place, then the rows still open move to the top (no reallocation).
+    """
+
+    def __init__(self, k: int, width: int, class_values: tuple[int, ...], threads: int, capacity: int) -> None:
         self.k, self.width, self.threads = k, width, threads
         self.class_values = class_values
         self.start = 0
-        self.acc = np.zeros((k, 0, width), np.float32)
-        self.wsum = np.zeros((0, width), np.float32)
+        self.used = 0
+        self.acc = np.zeros((k, capacity, width), np.float32)
+        self.wsum = np.zeros((capacity, width), np.float32)
 
     @property
     def end(self) -> int:
-        return self.start + self.wsum.shape[0]
+        return self.start + self.used
 
     def extend(self, end: int) -> None:
-        extra = end - self.end
-        if extra > 0:
-            self.acc = np.concatenate([self.acc, np.zeros((self.k, extra, self.width), np.float32)], axis=1)
-            self.wsum = np.concatenate([self.wsum, np.zeros((extra, self.width), np.float32)], axis=0)
+        need = end - self.start
+        if need > self.wsum.shape[0]:  # not expected (capacity = window height), but stay correct
+            acc = np.zeros((self.k, need, self.width), np.float32)
+            wsum = np.zeros((need, self.width), np.float32)
+            acc[:, : self.used], wsum[: self.used] = self.acc[:, : self.used], self.wsum[: self.used]
+            self.acc, self.wsum = acc, wsum
+        self.used = max(self.used, need)
 
     def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
         blend.accumulate(self.acc, self.wsum, probs, weights, [r - self.start for r in rows], cols, self.threads)
 
     def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
         n = end - self.start
-        acc = np.ascontiguousarray(self.acc[:, :n])
-        wsum = np.ascontiguousarray(self.wsum[:n])
         ent = np.empty((n, self.width), np.float32) if want_entropy else None
-        classes = blend.finalize(acc, wsum, valid, self.class_values, ent, self.threads)
-        self.acc = np.ascontiguousarray(self.acc[:, n:])
-        self.wsum = np.ascontiguousarray(self.wsum[n:])
+        classes = blend.finalize(self.acc, self.wsum, valid, self.class_values, ent, self.threads)
+        probs = self.acc[:, :n].copy() if want_probs else None
+        carry = self.used - n
+        if carry > 0:  # numpy copes with the overlap when carry > n
+            self.acc[:, :carry] = self.acc[:, n : n + carry]
+            self.wsum[:carry] = self.wsum[n : n + carry]
+        self.acc[:, max(carry, 0) : self.used] = 0
+        self.wsum[max(carry, 0) : self.used] = 0
+        self.used = max(carry, 0)
         self.start = end
-        return classes, (acc if want_probs else None), ent
+        return classes, probs, ent
 
 
 def _cuda_zero(acc: Any, wsum: Any) -> None:  # pragma: no cover - device helper
@@ -413,7 +425,7 @@ class Segmenter:
         weights = window_weights((wh, ww), self.weights)
         ys = layout.row_starts
         k = spec.num_classes
-        blender: Any = _CudaBlender(k, width, spec.class_values) if self._use_cuda else _HostBlender(k, width, spec.class_values, self.threads)
+        blender: Any = _CudaBlender(k, width, spec.class_values) if self._use_cuda else _HostBlender(k, width, spec.class_values, self.threads, wh)
         stats = {"read": 0.0, "infer": 0.0, "blend": 0.0, "write": 0.0, "windows": 0, "windows_skipped": 0}
         chunk = max(self.read_rows, 1)
         c = len(spec.channels)

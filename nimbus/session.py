@@ -97,6 +97,9 @@ class Session:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # no busy-waiting between runs: the blend kernel and the reader threads need those cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads and threads > 0:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1

@@ -114,3 +114,25 @@ def test_cuda_kernels_in_simulator() -> None:
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "SIM-OK" in run.stdout
+
+
+def test_finalize_a_band_of_rows() -> None:
+    """Finalising rows [row0, row0 + n) of a taller buffer equals the reference on those rows only."""
+    lay, wins, probs = _random_case(h=40, w=30, size=16)
+    wts = window_weights(16, "spline")
+    acc = np.zeros((4, 40, 30), np.float32)
+    wsum = np.zeros((40, 30), np.float32)
+    blend.accumulate(acc, wsum, probs, wts, [y for y, _ in wins], [x for _, x in wins])
+    before = acc.copy()
+    valid = np.ones((10, 30), bool)
+    valid[3] = False
+    rcls, rprobs, rent = blend.finalize_reference(acc[:, 12:22], wsum[12:22], valid, [0, 1, 2, 3])
+    ent = np.empty((10, 30), np.float32)
+    cls = blend.finalize(acc, wsum, valid, [0, 1, 2, 3], entropy=ent, row0=12)
+    np.testing.assert_array_equal(cls, rcls)
+    np.testing.assert_allclose(acc[:, 12:22], rprobs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ent, rent, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(acc[:, :12], before[:, :12])  # other rows untouched
+    np.testing.assert_array_equal(acc[:, 22:], before[:, 22:])
+    with pytest.raises(ValueError, match="inside the accumulator"):
+        blend.finalize(acc, wsum, valid, [0, 1, 2, 3], row0=35)
