@@ -20,9 +20,17 @@
 //    centre falls exactly on a source centre (t = 0: odd factors), GDAL's floating-point position lands
 //    on either side, so on the second row/column from a band edge GDAL may use cubic or bilinear there
 //    depending on the grid's coordinates; we use the exact rule (taps i0-1 .. i0+2).
-//  * uint16 results are rounded half up and clamped to [0, 65535]; bilinear x2 on uint16 is exact
-//    integer arithmetic (GDAL's double result rounded), other factors use float32 arithmetic.
+//  * uint16 results are rounded half up and clamped to [0, 65535]; bilinear on uint16 is exact integer
+//    arithmetic (the exact weighted mean, rounded), cubic and float32 data use float32 arithmetic.
 //  * downsampling by f: mean of the valid pixels of each f x f block (nodata where none is valid).
+//
+// Structure: rows of the destination are split over threads (parallel.hpp, GIL released). Bilinear x2
+// on uint16 (the 20 m -> 10 m case) has a fused AVX2 kernel (runtime dispatch) writing two output
+// pixels per source pixel; the other cases resample each source row along x once into a per-thread
+// row cache and combine 2 (bilinear) or 4 (cubic) cached rows per destination row. Plain loops are
+// compiled twice (target_clones: AVX2 and baseline). Rows touching nodata are computed fast and then
+// fixed up: runs of nodata are filled, and only pixels near a valid/nodata boundary take the
+// per-pixel renormalised path.
 #include <pybind11/numpy.h>
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -202,12 +210,6 @@ NoData<T> make_nodata(bool on, double v) {
     nd.alt = nd.nan ? 0.0f : std::nextafter(nd.value, std::numeric_limits<float>::infinity());
   }
   return nd;
-}
-
-inline uint16_t round_u16(float v) {
-  if (!(v > 0.0f)) return 0;  // also NaN
-  if (v >= 65535.0f) return 65535;
-  return static_cast<uint16_t>(v + 0.5f);
 }
 
 // ---------------------------------------------------------------------------------------------
