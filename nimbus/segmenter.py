@@ -5,10 +5,12 @@ the onnxruntime session on batches of windows, blends the windows' softmax proba
 centre-heavy weights (see :mod:`nimbus.blend` for why probabilities), and writes the class map.
 
 Streaming keeps memory set by a strip, not the tile: windows are processed one window row at a
-time. The input is read in chunks of rows (``read_rows``), kept only while a window still needs
-them (the halo shared by overlapping window rows is read once); probabilities accumulate in a
-strip buffer, and rows are finalised and handed to the writer as soon as no later window touches
-them. Reading/decoding/resampling (a background thread, one chunk ahead), inference (the calling
+time. The input is read in chunks of rows (``read_rows``, default the window step), kept only while
+a window still needs them (the halo shared by overlapping window rows is read once, and chunks are
+never concatenated); probabilities accumulate in one reused buffer of a window's height, and rows
+are finalised and handed to the writer as soon as no later window touches them. Peak memory is
+about ``(window + 3 * read_rows) * width * channels * 4`` bytes of input plus the model's, for any
+product height. Reading/decoding/resampling (a background thread, one chunk ahead), inference (the calling
 thread) and writing (a background thread) overlap; onnxruntime, GDAL and the C++ blend kernel
 release the GIL.
 

@@ -208,6 +208,12 @@ def test_cli_segment_continues_after_failure(models, tmp_path, capsys) -> None:
     assert output_paths(tmp_path / "o", syn.path.name.split(".")[0], Segmenter(models["identity"]).spec)["classes"].exists()
     main(["segment", str(syn.path), "--model", str(models["identity"]), "--out", str(tmp_path / "o")])
     assert "skipped" in capsys.readouterr().out
+    main(["segment", str(syn.path), "--model", str(models["identity"]), "--out", str(tmp_path / "o"), "--probabilities",
+          "--uncertainty", "--quicklook", "--overwrite", "--tta", "2", "--weights", "tukey", "--provider", "cpu"])
+    paths = output_paths(tmp_path / "o", syn.path.name.split(".")[0], Segmenter(models["identity"]).spec)
+    assert all(p.exists() for p in paths.values())
+    with rasterio.open(paths["probabilities"]) as d:
+        assert d.dtypes[0] == "uint8"  # --probabilities alone means uint8
 
 
 def test_cuda_strip_blender_in_simulator(models) -> None:
