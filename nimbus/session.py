@@ -168,25 +168,34 @@ class Session:
         Raises:
             ModelError: when the session does not run on a GPU.
         """
-        import onnxruntime as ort
         from numba import cuda
 
         if not self.on_gpu:
             raise ModelError(f"model {self.path} runs on the CPU; run_device needs the CUDA provider")
+        out = self._run_bound(batch, "cuda")
+        typestr = {"tensor(float)": "<f4", "tensor(float16)": "<f2"}[out.data_type()]
+        view = _DeviceView(out.data_ptr(), tuple(out.shape()), typestr)
+        return cuda.as_cuda_array(view), out
+
+    def _run_bound(self, batch: np.ndarray, device: str) -> Any:
+        """Run with IO binding on ``device`` ("cuda", or "cpu" for tests); return the output OrtValue.
+
+        The input OrtValue is allocated once per batch shape on the device and refilled in place.
+        """
+        import onnxruntime as ort
+
         self._check(batch)
         x = np.ascontiguousarray(batch, dtype=self._np_dtype)
+        dev_id = self.device_id if device == "cuda" else 0
         if self._in_ortvalue is None or tuple(self._in_ortvalue.shape()) != x.shape:
-            self._in_ortvalue = ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.device_id)
+            self._in_ortvalue = ort.OrtValue.ortvalue_from_numpy(x, device, dev_id)
         else:
             self._in_ortvalue.update_inplace(x)
         binding = self._sess.io_binding()
         binding.bind_ortvalue_input(self.spec.input_name, self._in_ortvalue)
-        binding.bind_output(self.spec.output_name, "cuda", self.device_id)
+        binding.bind_output(self.spec.output_name, device, dev_id)
         self._sess.run_with_iobinding(binding)
-        out = binding.get_outputs()[0]
-        typestr = {"tensor(float)": "<f4", "tensor(float16)": "<f2"}[out.data_type()]
-        view = _DeviceView(out.data_ptr(), tuple(out.shape()), typestr)
-        return cuda.as_cuda_array(view), out
+        return binding.get_outputs()[0]
 
     def _check(self, batch: np.ndarray) -> None:
         if batch.ndim != 4 or batch.shape[1] != len(self.spec.channels):

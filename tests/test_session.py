@@ -71,3 +71,15 @@ def test_refuses_bad_files(tmp_path) -> None:
         Session(tmp_path / "none.onnx")
     with pytest.raises(ModelError, match="no Nimbus metadata"):
         Session(make_model(tmp_path / "bare.onnx", metadata=False))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_io_binding_sequence_on_cpu(tmp_path, batch, dtype) -> None:
+    """The IO-binding path used on CUDA (bound input reused in place, bound output), run on the CPU device."""
+    s = Session(make_model(tmp_path / "m.onnx", dtype=dtype), provider="cpu")
+    for b in (batch, batch[:2], batch[:2] * 3):  # new shape -> new input; same shape -> refilled in place
+        out = s._run_bound(b, "cpu")
+        assert out.data_type() == ("tensor(float16)" if dtype == "float16" else "tensor(float)")
+        np.testing.assert_allclose(out.numpy().astype(np.float32), s.run(b), rtol=1e-6)
+    view = session_mod._DeviceView(out.data_ptr(), tuple(out.shape()), "<f2")
+    assert view.__cuda_array_interface__["shape"] == (2, 4, 16, 24) and view.__cuda_array_interface__["data"][0] == out.data_ptr()
