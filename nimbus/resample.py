@@ -10,7 +10,7 @@ Grids and the exact rules
   GDAL's warper does); ``i0 = floor(u)``, ``t = u - i0``.
 * ``nearest``: source pixel ``j // f`` (pixel replication); any integer dtype (e.g. uint8 SCL).
 * ``bilinear``: taps ``i0, i0 + 1`` with weights ``1 - t, t`` in each axis; taps beyond the band
-  edge are clamped to the edge. uint16 results are rounded half up. This equals
+  edge are clamped to the edge. This equals
   ``rasterio.warp.reproject(..., resampling=Resampling.bilinear)`` onto the finer grid within
   1 DN: uint16 results are the exact weighted mean rounded half up (integer arithmetic), while
   GDAL's weights carry floating-point noise from its coordinate transform, so its exact .5 ties
