@@ -54,8 +54,9 @@ namespace py = pybind11;
 namespace nimbus {
 namespace {
 
+// target_clones needs ifunc support (GCC on glibc); elsewhere the loops are compiled once.
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__)) && \
-    defined(__linux__)
+    defined(__linux__) && defined(__GLIBC__)
 #define NIMBUS_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define NIMBUS_CLONES
