@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Headline (bilinear x2, {n}² uint16): nimbus {out_px / t_nimbus / 1e6:.0f} MPix/s = "
         f"{t_cv2 / t_nimbus:.2f}x cv2.resize and {t_gdal / t_nimbus:.1f}x GDAL's warper. "
-        f"Max |nimbus - GDAL| = {diff_gdal} DN (GDAL's floating-point ties at exact .5), max |nimbus - cv2| = {diff_cv2} DN.",
+        f"Max |nimbus - GDAL| = {diff_gdal} DN (any difference is GDAL's floating-point tie-breaking at exact .5), "
+        f"max |nimbus - cv2| = {diff_cv2} DN.",
         "",
         "| case | implementation | ms | MPix/s |",
         "|---|---|---:|---:|",
