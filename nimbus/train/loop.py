@@ -144,6 +144,8 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise TrainingError(msg)
+        if self.batch < 2 and self.model in ("deeplabv3", "psp"):
+            raise TrainingError(f"model {self.model} batch-normalises image-level pooled features and needs --batch >= 2")
         if self.model != "segnet" and self.patch % 32:
             raise TrainingError(f"model {self.model} needs a patch divisible by 32, got {self.patch}")
 
@@ -467,18 +469,10 @@ def _run(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: _Dist, hand_labels: M
         raise TrainingError(f"{cfg.arrays}: arrays are at {arrays_res:g} m but --resolution {cfg.resolution:g} was asked; rebuild arrays at that resolution")
     resolution = float(arrays_res if arrays_res is not None else 10.0)
 
-    if hand_labels is None:
-        hand_labels = _load_hand_labels(cfg)
-    if hand_labels:
-        # Hand labels of validation/test products would leak into training: use the training ones only.
-        dropped = sorted(set(hand_labels) - set(split["train"]))
-        if dropped and d.main:
-            print(f"nimbus train: ignoring hand labels of {len(dropped)} product(s) outside the training split", file=sys.stderr)
-        hand_labels = {k: v for k, v in hand_labels.items() if k in split["train"]}
     train_ds = PatchDataset(train_products, channels, stats["mean"], stats["std"], cfg.patch, "random", cfg.patches_per_epoch, augment=True, seed=cfg.seed, hand_labels=hand_labels, hand_weight=cfg.al_weight, hand_fraction=cfg.al_fraction if hand_labels else 0.0)
     val_ds = PatchDataset(val_products, channels, stats["mean"], stats["std"], cfg.patch, "grid", stride=cfg.val_stride)
     sampler = ShardSampler(len(train_ds), d.rank, d.world, shuffle=True, seed=cfg.seed, pad=True)
-    loader = DataLoader(train_ds, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers, pin_memory=d.device.type == "cuda", drop_last=False)
+    loader = DataLoader(train_ds, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers, pin_memory=d.device.type == "cuda", drop_last=len(sampler) % cfg.batch == 1 and len(sampler) > 1)
 
     model = create_model(cfg.model, in_channels=len(channels), classes=cfg.classes, encoder=cfg.encoder, dropout=cfg.dropout)
     if ckpt is not None:
@@ -501,12 +495,19 @@ def _run(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: _Dist, hand_labels: M
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        # The schedule spans the new total of epochs: set the rate it gives at the resumed step.
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         history = list(ckpt.get("history", []))
         best = ckpt.get("best_miou")
         best_epoch = int(ckpt.get("best_epoch", 0))
         start = int(ckpt["epoch"])
+        if ckpt.get("rng") is not None and d.world == 1:
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if ckpt["rng"].get("cuda") is not None and d.device.type == "cuda":
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"], d.device)
         if start >= cfg.epochs and d.main:
             print(f"nimbus train: {cfg.resume} already has {start} epochs (asked for {cfg.epochs}); nothing to train", file=sys.stderr)
     if d.main:
@@ -570,10 +571,11 @@ def _run(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: _Dist, hand_labels: M
                 best_miou=best,
                 best_epoch=best_epoch,
                 class_names=names,
+                rng={"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(d.device) if d.device.type == "cuda" else None},
             )
             save_checkpoint(out / "last.pt", model, epoch=epoch + 1, metrics=metrics, **meta, **state)
             if improved:
-                save_checkpoint(out / "best.pt", model, epoch=epoch + 1, metrics=metrics, **meta, **{k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler")})
+                save_checkpoint(out / "best.pt", model, epoch=epoch + 1, metrics=metrics, **meta, **{k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler", "rng")})
             _write_csv(out / "metrics.csv", history)
             _plot(out / "curves.png", history, names)
             print(
