@@ -134,13 +134,14 @@ class NimbusCLI:
         from nimbus.errors import ModelError, NimbusError
 
         if model is None:
-            shipped = sorted((Path(__file__).resolve().parent.parent / "export").glob("*default*.onnx"))
+            folders = [Path(__file__).resolve().parent.parent / "export"]
             try:
                 import nimbus.export as _export  # the packaged export folder
 
-                shipped = sorted(Path(_export.__file__).parent.glob("*default*.onnx")) or shipped
+                folders.insert(0, Path(_export.__file__).parent)
             except Exception:  # noqa: BLE001 - the training extra may be absent
                 pass
+            shipped = [f / "nimbus-default.onnx" for f in folders if (f / "nimbus-default.onnx").is_file()]
             if not shipped:
                 raise ModelError("no model given and no default model shipped; pass --model MODEL.onnx")
             model = str(shipped[0])
