@@ -36,11 +36,12 @@ def test_product_reads_the_exact_array_values(products) -> None:
     bands = np.load(p.folder / "bands.npy", mmap_mode="r")
     aux = np.load(p.folder / "aux.npy", mmap_mode="r")
     data, valid = p.read(["B12", "altitude", "B02"], (3, 7, 20, 30))
-    np.testing.assert_array_equal(data[0], bands[12, 3:23, 7:37])
-    np.testing.assert_array_equal(data[1], aux[0, 3:23, 7:37])
-    np.testing.assert_array_equal(data[2], bands[1, 3:23, 7:37])
     np.testing.assert_array_equal(valid, (bands[:, 3:23, 7:37] != 0).all(0))
-    assert not valid[0].any()  # the fixture's nodata strip (rows 0-3)
+    assert not valid[0].any() and valid[1:].all()  # the fixture's nodata strip (rows 0-3)
+    np.testing.assert_array_equal(data[0][valid], bands[12, 3:23, 7:37][valid])
+    np.testing.assert_array_equal(data[1][valid], aux[0, 3:23, 7:37][valid])
+    np.testing.assert_array_equal(data[2][valid], bands[1, 3:23, 7:37][valid])
+    assert (data[:, ~valid] == 0).all()  # no data: 0 in every channel
     import rasterio
 
     with rasterio.open(p.labels_path) as ds:
@@ -176,3 +177,21 @@ def test_patch_reads_do_not_keep_arrays_mapped(products) -> None:
     with open("/proc/self/maps") as f:
         maps = f.read()
     assert "bands.npy" not in maps and "aux.npy" not in maps
+
+
+def test_nan_auxiliary_is_nodata_and_channel_aliases(tmp_path) -> None:
+    root = make_arrays(tmp_path, n_products=1, size=32)
+    folder = next(root.iterdir())
+    aux = np.load(folder / "aux.npy")
+    aux[0, 10:12, 10:12] = np.nan  # nimbus.arrays writes NaN where an auxiliary layer has no data
+    np.save(folder / "aux.npy", aux)
+    p = ProductArrays(folder)
+    data, valid = p.read(["b2", "DEM"], (8, 8, 8, 8))
+    assert np.isfinite(data).all()
+    assert not valid[2:4, 2:4].any() and valid[5:, 5:].all()
+    assert (data[:, 2:4, 2:4] == 0).all()
+    ds = PatchDataset([p], ["B02", "altitude"], [0, 0], [1, 1], patch=32, sampler="grid")
+    item = ds[0]
+    assert torch.isfinite(item["image"]).all() and (item["target"][10:12, 10:12] == IGNORE_INDEX).all()
+    st = compute_statistics([p], ["altitude"], windows_per_product=2, window=32)
+    assert np.isfinite(st.mean).all() and np.isfinite(st.std).all()
