@@ -481,6 +481,9 @@ def _run(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: _Dist, hand_labels: M
     model = model.to(d.device, memory_format=mf)
     net: nn.Module = model
     if d.world > 1:
+        if d.device.type == "cuda":
+            # Batch statistics over all GPUs (SyncBatchNorm needs CUDA; its state_dict keys are BatchNorm2d's).
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     loss_fn = SegmentationLoss(np.asarray(stats["class_weights"], dtype=np.float32), dice=cfg.dice, lovasz=cfg.lovasz).to(d.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
