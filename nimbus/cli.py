@@ -269,6 +269,7 @@ class NimbusCLI:
         resume: str | None = None,
         al_labels: str | None = None,
         al_weight: float = 1.0,
+        al_fraction: float = 0.0,
         workers: int = 0,
         patches_per_epoch: int | None = None,
         weight_decay: float = 1e-4,
@@ -303,6 +304,7 @@ class NimbusCLI:
             resume: a last.pt to continue from (its options are kept; --epochs sets the new total).
             al_labels: samples folder with hand labels from `nimbus label` (active learning).
             al_weight: loss weight of hand-labelled pixels.
+            al_fraction: share of random training patches drawn around hand-labelled samples.
             workers: data-loading worker processes.
             patches_per_epoch: random patches per epoch (default: enough to cover the area once).
             weight_decay: AdamW weight decay.
@@ -327,7 +329,7 @@ class NimbusCLI:
             options = dict(
                 model=model, encoder=encoder, epochs=10 if epochs is None else epochs, lr=lr, batch=batch, patch=patch,
                 dropout=dropout, channels=list(channels) if channels else None, resolution=resolution, seed=seed,
-                al_labels=al_labels, al_weight=al_weight, workers=workers, patches_per_epoch=patches_per_epoch,
+                al_labels=al_labels, al_weight=al_weight, al_fraction=al_fraction, workers=workers, patches_per_epoch=patches_per_epoch,
                 weight_decay=weight_decay, dice=dice, lovasz=lovasz, split=split, device=device, amp=amp,
             )
         summary = train(arrays, out, **options)

@@ -112,7 +112,7 @@ def test_cli_values_reach_the_loop(arrays, tmp_path) -> None:
         "train", "--arrays", str(arrays), "--out", str(out), "--model", "fpn", "--encoder", "mobilenet_v2",
         "--epochs", "1", "--lr", "0.0042", "--batch", "3", "--patch", "32", "--dropout", "0.33",
         "--channels", "B02,B03,B04,B08,B11,altitude", "--resolution", "10", "--seed", "7",
-        "--al-weight", "2.5", "--patches-per-epoch", "8", "--weight-decay", "0.02",
+        "--al-weight", "2.5", "--al-fraction", "0.25", "--patches-per-epoch", "8", "--weight-decay", "0.02",
     ])
     ck = read_checkpoint(out / "last.pt")
     cfg = json.loads((out / "config.json").read_text())
@@ -126,7 +126,7 @@ def test_cli_values_reach_the_loop(arrays, tmp_path) -> None:
     assert group["initial_lr"] == 0.0042 and group["weight_decay"] == 0.02
     hist = ck["history"][0]
     assert hist["batch"] == 3 and hist["train_patches"] == 8 and hist["steps"] == 3  # ceil(8 / 3)
-    assert cfg["seed"] == 7 and cfg["al_weight"] == 2.5 and cfg["patches_per_epoch"] == 8
+    assert cfg["seed"] == 7 and cfg["al_weight"] == 2.5 and cfg["al_fraction"] == 0.25 and cfg["patches_per_epoch"] == 8
     assert json.loads((out / "split.json").read_text())["seed"] == 7
 
 
