@@ -300,7 +300,10 @@ def export_model(
         onnx.save_model(proto, str(tmp))
         report = None
         if parity:
-            report = check_parity(module, tmp, spec, tolerance=tolerance, min_agreement=min_agreement, seed=seed)
+            try:
+                report = check_parity(module, tmp, spec, tolerance=tolerance, min_agreement=min_agreement, seed=seed)
+            except ModelError as exc:
+                raise ModelError(str(exc).replace(str(tmp), str(out))) from exc
     return out, report
 
 

@@ -195,6 +195,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="toy sizes; writes into the work folder only")
     ap.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     ap.add_argument("--reuse-data", action="store_true", help="reuse products/arrays/labels of an earlier run in --work")
+    ap.add_argument("--reuse-run", action="store_true", help="reuse the trained checkpoint of an earlier run in --work")
     args = ap.parse_args()
     global REUSE_DATA
     REUSE_DATA = args.reuse_data
@@ -212,8 +213,15 @@ def main() -> None:
     for k, v in opts.items():
         train_args += [f"--{k.replace('_', '-')}", v]
     t_train = time.perf_counter()
-    run(*train_args, capture=False)
-    train_seconds = time.perf_counter() - t_train
+    if args.reuse_run and (work / "run" / "best.pt").is_file():
+        line = "nimbus " + " ".join(shlex.quote(str(a)) for a in train_args)
+        COMMANDS.append(line)
+        print(f"reusing {work / 'run' / 'best.pt'} of: {line}", flush=True)
+        rows = (work / "run" / "metrics.csv").read_text().splitlines()[1:]
+        train_seconds = sum(float(r.split(",")[15]) for r in rows)  # per-epoch wall seconds
+    else:
+        run(*train_args, capture=False)
+        train_seconds = time.perf_counter() - t_train
     exported = work / "export" / "nimbus-default.onnx"
     run(
         "export", work / "run" / "best.pt", exported, "--name", "nimbus-default", "--version", 1, "--window", 256, "--fp16", "--int8",
