@@ -139,7 +139,7 @@ def render_model_card(
         lines += [
             "",
             "The fp16 file keeps float32 input and output (feed it exactly as the fp32 one); it is meant for "
-            "GPUs, where it halves memory traffic; on CPUs onnxruntime runs it slower than fp32. The int8 file "
+            "GPUs, where it halves weight memory and traffic; on CPUs onnxruntime gains nothing from it (see the table). The int8 file "
             "(static QDQ, weights per channel, input normalisation and softmax kept in float32) is the fast "
             "one on CPUs with integer dot-product instructions.",
             "",
