@@ -129,22 +129,12 @@ class NimbusCLI:
             One line per product: the class map written (or skipped). Exits non-zero when any
             product failed; the others are still processed.
         """
-        from pathlib import Path
-
-        from nimbus.errors import ModelError, NimbusError
+        from nimbus.errors import NimbusError
 
         if model is None:
-            folders = [Path(__file__).resolve().parent.parent / "export"]
-            try:
-                import nimbus.export as _export  # the packaged export folder
+            from nimbus.models import default_model_path
 
-                folders.insert(0, Path(_export.__file__).parent)
-            except Exception:  # noqa: BLE001 - the training extra may be absent
-                pass
-            shipped = [f / "nimbus-default.onnx" for f in folders if (f / "nimbus-default.onnx").is_file()]
-            if not shipped:
-                raise ModelError("no model given and no default model shipped; pass --model MODEL.onnx")
-            model = str(shipped[0])
+            model = str(default_model_path())
         if not products:
             raise NimbusError("no product given: nimbus segment PRODUCT... --model MODEL.onnx")
         if probabilities is True:

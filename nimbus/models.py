@@ -52,7 +52,7 @@ def default_model_path() -> Path:
     if not path.is_file():
         where = f"${DEFAULT_MODEL_ENV}={override}" if override else str(path)
         raise ModelError(
-            f"default model not found at {where}; pass --model MODEL.onnx, or rebuild it with export/train_default.sh"
+            f"default model not found at {where}; pass --model MODEL.onnx, or rebuild it with export/train_default.py"
         )
     return path
 

@@ -174,7 +174,7 @@ def _setup_distributed(device: str | None) -> _Dist:
     if world <= 1:
         dev = torch.device(device) if device else torch.device("cuda" if want_cuda else "cpu")
         return _Dist(device=dev)
-    rank = int(os.environ.get("RANK", "0"))
+    int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device(f"cuda:{local_rank}") if want_cuda else torch.device("cpu")
     here = False
@@ -459,7 +459,7 @@ def _run(cfg: TrainConfig, ckpt: dict[str, Any] | None, d: _Dist, hand_labels: M
     train_products = [ProductArrays(Path(cfg.arrays) / p) for p in split["train"]]
     val_ids = split["val"] or split["train"]
     if not split["val"] and d.main:
-        print(f"nimbus train: no validation products (one date?); validating on the training products", file=sys.stderr)
+        print("nimbus train: no validation products (one date?); validating on the training products", file=sys.stderr)
     val_products = [ProductArrays(Path(cfg.arrays) / p) for p in val_ids]
     res = {p.resolution for p in train_products + val_products} - {None}
     if len(res) > 1:
