@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--read-rows", type=int, default=0, help="rows read per chunk (0 = the window step)")
     ap.add_argument("--provider", default="auto")
+    ap.add_argument("--onnx", type=Path, help="benchmark this Nimbus ONNX model (e.g. export/nimbus-default.onnx) instead of the U-Net")
     ap.add_argument("--_segment", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--product", help=argparse.SUPPRESS)
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     product, aux = prepare(args.workdir, args.size, height)
     print(f"input ready in {time.perf_counter() - t:.0f} s: {product}", file=sys.stderr)
-    model = export_model(args.workdir, args.encoder, args.window, args.overlap)
+    model = args.onnx or export_model(args.workdir, args.encoder, args.window, args.overlap)
     cmd = [sys.executable, __file__, "--_segment", "--size", str(args.size), "--model", str(model), "--product", str(product),
            "--aux", str(aux), "--out", str(args.workdir / "out"), "--overlap", str(args.overlap), "--batch", str(args.batch),
            "--threads", str(args.threads), "--read-rows", str(args.read_rows), "--provider", args.provider]
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     r = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
     s = r["seconds"]
     scale = 10980 * 10980 / (args.size * height)
-    print(f"tile {height} x {args.size} at 10 m, 13 bands + 2 aux (COG), U-Net {args.encoder}, window {r['window']}, "
+    print(f"tile {height} x {args.size} at 10 m, 13 bands + 2 aux (COG), model {Path(model).name}, window {r['window']}, "
           f"overlap {r['overlap']}, batch {args.batch}, read chunk {r['read_rows']} rows, providers {r['providers']}")
     print(f"windows {r['windows']}   wall {r['wall']:.1f} s   peak RSS {r['peak_rss_mb']:.0f} MB")
     print(f"  read+resample {s['read']:.1f} s (decode alone {r['decode']:.1f} s, resample+aux ~{max(0.0, s['read'] - r['decode']):.1f} s)")
