@@ -382,6 +382,13 @@ def plot_by_date(scores: Sequence[PatchScore], path: str | os.PathLike[str], tit
     ax.set_xlabel("day of month")
     ax.set_title(title or "mean MC-dropout uncertainty by date")
     fig.colorbar(im, ax=ax, label="mean patch uncertainty")
+    return _save_png(fig, path)
+
+
+def _save_png(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a matplotlib figure as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -416,12 +423,7 @@ def plot_map(scores: Sequence[PatchScore], path: str | os.PathLike[str], title: 
     ax.set_ylabel("patch row offset (px)")
     ax.set_title(title or "mean MC-dropout uncertainty over the tile")
     fig.colorbar(im, ax=ax, label="mean patch uncertainty")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def _resolve_split(split: str | os.PathLike[str] | Mapping[str, Sequence[str]] | None, meta: Mapping[str, Any],
