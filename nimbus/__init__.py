@@ -2,7 +2,8 @@
 
 The deployment path (product reading, resampling, onnxruntime inference, blending, writing) needs
 only numpy, onnxruntime, rasterio and numba; ``import nimbus`` never imports torch. The training
-side lives in :mod:`nimbus.train` (extra ``[train]``).
+side lives in :mod:`nimbus.train` (extra ``[train]``). Entry points: :func:`nimbus.product.open_product`,
+:class:`nimbus.segmenter.Segmenter`, :class:`nimbus.modelspec.ModelSpec` and the ``nimbus`` command.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 from nimbus.errors import (
     AuxiliaryDataError,
     CorruptArchiveError,
+    ExtractError,
+    LabelError,
     MetadataError,
     MissingBandError,
     ModelError,
     NimbusError,
     NotAProductError,
     ProductError,
+    ResampleError,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -23,11 +28,15 @@ __version__ = "0.1.0"
 __all__ = [
     "AuxiliaryDataError",
     "CorruptArchiveError",
+    "ExtractError",
+    "LabelError",
     "MetadataError",
     "MissingBandError",
     "ModelError",
     "NimbusError",
     "NotAProductError",
     "ProductError",
+    "ResampleError",
+    "TrainingError",
     "__version__",
 ]
