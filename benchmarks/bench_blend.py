@@ -24,19 +24,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from _timing import best_of
 
 
 def _trivial_model(path: Path, k: int, window: int) -> Path:
@@ -88,14 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             return sliding_window_inference(xt, args.window, args.batch, lambda t: t / t.sum(dim=1, keepdim=True), overlap=0.5, mode="gaussian")
 
-    t_monai, out_monai = _best(run_monai, args.repeat)
+    t_monai, out_monai = best_of(run_monai, args.repeat)
     p_monai = out_monai[0].numpy()
 
     # Nimbus end to end (windows + onnxruntime + blend + class map)
     with tempfile.TemporaryDirectory() as tmp:
         model = _trivial_model(Path(tmp) / "trivial.onnx", k, args.window)
         seg = Segmenter(model, batch=args.batch, weights="gaussian", threads=args.threads, progress=False)
-        t_nimbus, out = _best(lambda: seg.predict(x, valid=np.ones((n, n), bool), probabilities=True), args.repeat)
+        t_nimbus, out = best_of(lambda: seg.predict(x, valid=np.ones((n, n), bool), probabilities=True), args.repeat)
     p_nimbus = out[1]
 
     # the C++ blend kernel alone, on windows cut beforehand
@@ -114,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         blend.finalize(acc, wsum, valid, list(range(k)), threads=args.threads)
         return acc
 
-    t_kernel, p_kernel = _best(run_kernel, args.repeat)
+    t_kernel, p_kernel = best_of(run_kernel, args.repeat)
     # the same kernels on preallocated (already touched) buffers, as the segmenter reuses its strip buffer
     acc, wsum = np.zeros((k, n, n), np.float32), np.zeros((n, n), np.float32)
-    t_acc, _ = _best(lambda: blend.accumulate(acc, wsum, tiles, wts, rows, cols, threads=args.threads), args.repeat)
-    t_fin, _ = _best(lambda: blend.finalize(acc, wsum, valid, list(range(k)), threads=args.threads), args.repeat)
-    t_copy, _ = _best(tiles.copy, args.repeat)
+    t_acc, _ = best_of(lambda: blend.accumulate(acc, wsum, tiles, wts, rows, cols, threads=args.threads), args.repeat)
+    t_fin, _ = best_of(lambda: blend.finalize(acc, wsum, valid, list(range(k)), threads=args.threads), args.repeat)
+    t_copy, _ = best_of(tiles.copy, args.repeat)
     ref = x / x.sum(axis=0)
     print(f"input {k} x {n} x {n}, window {args.window}, overlap 0.5, gaussian, batch {args.batch}, {len(wins)} windows, "
           f"threads {args.threads or 'all'}, best of {args.repeat}")

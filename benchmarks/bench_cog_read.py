@@ -26,19 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from _timing import best_of
 from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("NIMBUS_REALDATA", ROOT.parent / "shared" / "realdata"))
-
-
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def _read_whole(path: Path) -> np.ndarray:
@@ -108,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| read | JPEG2000 (s) | COG ZSTD (s) | speed-up |")
         print("|---|---|---|---|")
         for label, fn in (("whole band", _read_whole), ("1024-row strips", _read_strips)):
-            a = _best(lambda: fn(jp2), args.repeat)
-            b = _best(lambda: fn(cog), args.repeat)
+            a = best_of(lambda: fn(jp2), args.repeat)[0]
+            b = best_of(lambda: fn(cog), args.repeat)[0]
             print(f"| {label} | {a:.3f} | {b:.3f} | {a / b:.1f}x |")
     return 0
 

@@ -26,15 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _best(fn, repeat: int):  # type: ignore[no-untyped-def]
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from _timing import best_of
 
 
 def main() -> None:
@@ -91,7 +83,7 @@ def main() -> None:
 
         rows = []
         for name, fn in (("baseline rasterio+reproject", gdal), ("nimbus read (whole)", whole), ("nimbus read (strips)", strips), ("nimbus read (zip)", from_zip)):
-            sec, out = _best(fn, args.repeat)
+            sec, out = best_of(fn, args.repeat)
             rows.append((name, sec, out))
         ref = rows[0][2]
         inner = (slice(None), slice(6, -6), slice(6, -6))
