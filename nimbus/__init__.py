@@ -17,10 +17,13 @@ from nimbus.errors import (
     MissingBandError,
     ModelError,
     NimbusError,
+    NimbusWarning,
     NotAProductError,
+    OutputError,
     ProductError,
     ResampleError,
     TrainingError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
@@ -34,9 +37,12 @@ __all__ = [
     "MissingBandError",
     "ModelError",
     "NimbusError",
+    "NimbusWarning",
     "NotAProductError",
+    "OutputError",
     "ProductError",
     "ResampleError",
     "TrainingError",
+    "UsageError",
     "__version__",
 ]

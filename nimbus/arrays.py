@@ -18,6 +18,7 @@ windows back without loading whole products.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from nimbus.auxiliary import LAYERS, canonical_layer, find_aux
 from nimbus.bands import BANDS
 from nimbus.errors import AuxiliaryDataError, NimbusError
 from nimbus.inputs import assemble, is_band, missing_channels
+from nimbus.validate import is_valid
 
 __all__ = ["ArrayStack", "build_arrays", "default_layers"]
 
@@ -43,6 +45,24 @@ FORMAT_VERSION = 1
 def default_layers(aux_dir: str | os.PathLike[str] | None, tile: str) -> list[str]:
     """The auxiliary layers ``aux_dir`` holds for a tile (at any resolution), in the order of ``LAYERS``."""
     return [name for name in LAYERS if find_aux(aux_dir, tile, name) is not None]
+
+
+def _open_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` memory map whose blocks are reserved on disk first.
+
+    A sparse file written through a memory map dies with SIGBUS when the disk fills up; reserving
+    the space turns a full disk into an ``OSError`` (ENOSPC) before any pixel is written.
+    """
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate
+            raise
+    finally:
+        os.close(fd)
+    return arr
 
 
 def build_arrays(
@@ -79,8 +99,8 @@ def build_arrays(
 
         product = open_product(product)
     final = Path(out_root) / product.product_id
-    if (final / "meta.json").is_file() and not overwrite:
-        return final, False
+    if not overwrite and (final / "meta.json").is_file() and is_valid(final):
+        return final, False  # complete; a folder that does not validate is rebuilt
     bands = [b for b in BANDS if b in set(product.bands)]
     layers = default_layers(aux_dir, product.tile) if layers is None else [canonical_layer(x) for x in layers]
     bad = [x for x in layers if is_band(x)]
@@ -95,12 +115,8 @@ def build_arrays(
     h, w = product.shape(res)
     with atomic_path(final) as tmp:
         tmp.mkdir()
-        band_arr = np.lib.format.open_memmap(tmp / "bands.npy", mode="w+", dtype=np.uint16, shape=(len(bands), h, w))
-        aux_arr = (
-            np.lib.format.open_memmap(tmp / "aux.npy", mode="w+", dtype=np.float32, shape=(len(layers), h, w))
-            if layers
-            else None
-        )
+        band_arr = _open_memmap(tmp / "bands.npy", np.uint16, (len(bands), h, w))
+        aux_arr = _open_memmap(tmp / "aux.npy", np.float32, (len(layers), h, w)) if layers else None
         for r0 in range(0, h, strip_rows):
             rows = min(strip_rows, h - r0)
             win = Window(0, r0, w, rows)

@@ -30,6 +30,7 @@ from rasterio.windows import Window
 
 from nimbus.atomic import atomic_path
 from nimbus.errors import AuxiliaryDataError
+from nimbus.validate import is_valid
 
 __all__ = [
     "AuxLayer",
@@ -454,7 +455,7 @@ def build_auxiliary(
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
         out = Path(out_dir) / aux_name(tile_code, layer, res)
-        if out.exists() and not overwrite:
+        if not overwrite and is_valid(out):  # an incomplete file is rebuilt, never kept
             with rasterio.open(out) as d:
                 missing = int(d.tags().get("missing_pixels", 0))
             reports.append(CoverageReport(canonical_layer(layer), out, shape[0] * shape[1], missing))

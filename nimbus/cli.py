@@ -5,8 +5,6 @@ never import torch. Errors derived from :class:`nimbus.errors.NimbusError` are p
 and give a non-zero exit; pass ``--debug`` to see the traceback.
 """
 
-from __future__ import annotations
-
 import sys
 from typing import Any
 
@@ -20,6 +18,9 @@ class NimbusCLI:
     export, segment, uncertain, label. `nimbus demo` shows the whole deployment path on a
     synthetic product with the built-in default model.
     """
+
+    def __init__(self, debug: bool = False) -> None:
+        self._debug = debug
 
     def info(self, path: str) -> str:
         """Describe a Sentinel-2 product or a Nimbus ONNX model.
@@ -129,46 +130,45 @@ class NimbusCLI:
             One line per product: the class map written (or skipped). Exits non-zero when any
             product failed; the others are still processed.
         """
-        from nimbus.errors import NimbusError
+        from nimbus.batch import run_batch
+        from nimbus.errors import UsageError
+        from nimbus.segmenter import Segmenter, check_options
 
+        if not products:
+            raise UsageError("no product given: nimbus segment PRODUCT... [--model MODEL.onnx]")
+        if probabilities is True:
+            probabilities = "uint8"
+        if probabilities not in (None, False, "uint8", "float16"):
+            raise UsageError(f"--probabilities {probabilities!r}: give the flag alone (uint8) or --probabilities float16")
+        check_options(window=window, overlap=overlap, weights=weights, tta=tta, batch=batch, threads=threads)
         if model is None:
             from nimbus.models import default_model_path
 
             model = str(default_model_path())
-        if not products:
-            raise NimbusError("no product given: nimbus segment PRODUCT... --model MODEL.onnx")
-        if probabilities is True:
-            probabilities = "uint8"
-        if probabilities not in (None, False, "uint8", "float16"):
-            raise NimbusError(f"--probabilities must be uint8 or float16, not {probabilities!r}")
-        from nimbus.segmenter import Segmenter
-
         seg = Segmenter(
             model, provider=provider, threads=threads, batch=batch, window=window, overlap=overlap,
             weights=weights, tta=tta, aux_dir=aux,
-        )
-        lines, failed = [], []
-        for i, product in enumerate(products, 1):
-            print(f"[{i}/{len(products)}] {product}", file=sys.stderr)
-            try:
-                res = seg.segment(
-                    product, out=out, probabilities=probabilities or None, uncertainty=uncertainty,
-                    quicklook=quicklook, overwrite=overwrite,
-                )
-            except (NimbusError, OSError, ValueError, RuntimeError) as exc:
-                failed.append(product)
-                print(f"nimbus: error: {product}: {exc}", file=sys.stderr)
-                continue
+        )  # fmt: skip
+
+        def one(product: str) -> tuple[str, str]:
+            def waiting(owner: dict) -> None:
+                print(f"nimbus: waiting: pid {owner.get('pid', '?')} on {owner.get('host', '?')} is writing the outputs of {product}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+            res = seg.segment(
+                product, out=out, probabilities=probabilities or None, uncertainty=uncertainty,
+                quicklook=quicklook, overwrite=overwrite, on_wait=waiting,
+            )  # fmt: skip
             if res.skipped:
-                lines.append(f"skipped (exists, use --overwrite): {res.classes}")
-            else:
-                secs = res.seconds.get("total", 0.0)
-                lines.append(f"{res.classes}  ({res.windows} windows, {res.windows_skipped} empty skipped, {secs:.1f} s)")
-        if failed:
-            if lines:
-                print("\n".join(lines))
-            raise NimbusError(f"{len(failed)} of {len(products)} product(s) failed: {', '.join(failed)}")
-        return "\n".join(lines)
+                return "skipped", f"skipped (exists, use --overwrite): {res.classes}"
+            secs = res.seconds.get("total", 0.0)
+            return "done", f"{res.classes}  ({res.windows} windows, {res.windows_skipped} empty skipped, {secs:.1f} s)"
+
+        report = run_batch(products, one, debug=self._debug)
+        if report.failed and report.lines():
+            print(report.lines())
+        report.raise_if_failed()
+        return report.lines()
 
     def uncertain(
         self,
@@ -503,17 +503,21 @@ class NimbusCLI:
         Returns:
             One line per product: its arrays folder, written or skipped.
         """
-        from tqdm import tqdm
-
         from nimbus.arrays import build_arrays
+        from nimbus.batch import run_batch
 
         paths = _products(products)
         names = None if layers is None else [x for x in (_paths(layers) if not isinstance(layers, str) else layers.split(",")) if x]
-        lines = []
-        for path in tqdm(paths, desc="arrays", unit="product", disable=None):
+
+        def one(path: str) -> tuple[str, str]:
             folder, written = build_arrays(path, out, res=res, aux_dir=aux, layers=names, strip_rows=strip_rows, overwrite=overwrite)
-            lines.append(f"{folder}: {'written' if written else 'skipped (exists)'}")
-        return "\n".join(lines)
+            return ("done", f"{folder}: written") if written else ("skipped", f"{folder}: skipped (exists)")
+
+        report = run_batch(paths, one, debug=self._debug)
+        if report.failed and report.lines():
+            print(report.lines())
+        report.raise_if_failed()
+        return report.lines()
 
     def labels(
         self,
@@ -613,21 +617,40 @@ def _pop_flag(argv: list[str], flag: str) -> bool:
     return False
 
 
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    from nimbus.errors import NimbusWarning
+
+    text = str(message) if issubclass(category, NimbusWarning) else f"{category.__name__}: {message}"
+    print(f"nimbus: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``nimbus`` command."""
+    import traceback
+    import warnings
+
     import fire
 
-    from nimbus.errors import NimbusError
+    from nimbus.batch import BatchFailedError
+    from nimbus.cliargs import configure_fire, preflight
+    from nimbus.errors import NimbusError, explain
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_flag(args, "--debug")
+    warnings.showwarning = _show_warning
+    cli = NimbusCLI(debug=debug)
     try:
-        fire.Fire(NimbusCLI(), command=args, name="nimbus")
-    except NimbusError as exc:
-        if debug:
-            raise
+        configure_fire()
+        args = preflight(cli, args)
+        fire.Fire(cli, command=args, name="nimbus")
+    except BatchFailedError as exc:  # each failure was reported (with --debug: its traceback) where it happened
         print(f"nimbus: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except NimbusError as exc:
+        if debug:
+            traceback.print_exception(exc)
+        print(f"nimbus: error: {explain(exc)}", file=sys.stderr)
+        sys.exit(2 if type(exc).__name__ == "UsageError" else 1)
     except KeyboardInterrupt:
         print("nimbus: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -132,8 +132,14 @@ def run_demo(
 
     Raises:
         ModelError: when no model is given and the default model is missing.
+        UsageError: when ``size`` is not a multiple of 6 of at least 96 pixels.
     """
     import rasterio
+
+    from nimbus.errors import UsageError
+
+    if isinstance(size, bool) or not isinstance(size, int) or size < 96 or size % 6:
+        raise UsageError(f"--size {size!r}: the demo product side must be a multiple of 6 (10/20/60 m grids nest), at least 96")
 
     from nimbus.models import default_model_path
     from nimbus.segmenter import Segmenter

@@ -15,10 +15,15 @@ __all__ = [
     "MissingBandError",
     "ModelError",
     "NimbusError",
+    "NimbusWarning",
     "NotAProductError",
+    "OutputError",
     "ProductError",
     "ResampleError",
     "TrainingError",
+    "UsageError",
+    "explain",
+    "root_cause",
 ]
 
 
@@ -68,3 +73,59 @@ class ResampleError(NimbusError, ValueError):
 
 class TrainingError(NimbusError):
     """Training or export configuration is invalid."""
+
+
+class OutputError(NimbusError):
+    """An output could not be written completely (disk full, write error) or does not validate."""
+
+
+class UsageError(NimbusError):
+    """A command-line option or argument is unknown, misspelt or out of range."""
+
+
+class NimbusWarning(UserWarning):
+    """Something that does not stop the work but would mislead a user if left unsaid."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (``raise ... from`` and implicit contexts).
+
+    GDAL errors often reach Python as "Write failed. See previous exception for details." with the
+    real reason (``TIFFAppendToStrip: Write error``, ``File too large``) only in the chain.
+
+    Args:
+        exc: the exception caught.
+
+    Returns:
+        The last exception of its ``__cause__`` / ``__context__`` chain (``exc`` itself when none).
+    """
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
+
+
+def explain(exc: BaseException) -> str:
+    """One line for a user: the message of ``exc`` and, when it differs, of its root cause.
+
+    Args:
+        exc: the exception caught.
+
+    Returns:
+        ``"<message>"`` or ``"<message> (cause: <Type>: <root message>)"``; exceptions outside
+        Nimbus's own hierarchy carry their type name.
+    """
+
+    def text(e: BaseException) -> str:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        return msg if isinstance(e, NimbusError) else f"{type(e).__name__}: {msg}"
+
+    root = root_cause(exc)
+    head = text(exc)
+    if root is exc:
+        return head
+    tail = text(root)
+    return head if tail in head else f"{head} (cause: {tail})"

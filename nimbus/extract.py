@@ -37,7 +37,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from nimbus.atomic import atomic_path
-from nimbus.errors import CorruptArchiveError, ExtractError, NimbusError
+from nimbus.errors import CorruptArchiveError, ExtractError, NimbusError, explain
+from nimbus.validate import is_valid
 
 __all__ = [
     "ArchiveInfo",
@@ -292,8 +293,8 @@ def extract_product(
     final = tile_dir / info.product_id
     for stale in _stale_temps(tile_dir, info.product_id):
         shutil.rmtree(stale, ignore_errors=True)
-    if final.is_dir():
-        return final, False
+    if final.is_dir() and is_valid(final):
+        return final, False  # complete; a folder that does not validate is extracted again
     try:
         with atomic_path(final) as tmp, zipfile.ZipFile(archive) as zf:
             tmp.mkdir()
@@ -369,8 +370,8 @@ def extract_all(
         bar.set_postfix_str(path.name[:40])
         try:
             folder, done = extract_product(path, dst, cog=cog, limits=limits)
-        except NimbusError as exc:
-            summary.failed.append((path, str(exc)))
+        except Exception as exc:  # one archive, one failure: the others go on
+            summary.failed.append((path, explain(exc)))
             continue
         (summary.extracted if done else summary.skipped).append(folder)
     return summary

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from nimbus.bands import BANDS, L2A_EXTRAS, NATIVE_RESOLUTION, RESOLUTIONS, normalise_band
-from nimbus.errors import CorruptArchiveError, MetadataError, MissingBandError, NotAProductError, ProductError
+from nimbus.errors import CorruptArchiveError, MetadataError, MissingBandError, NimbusWarning, NotAProductError, ProductError, explain
 from nimbus.metadata import (
     ProductMetadata,
     TileMetadata,
@@ -433,10 +434,11 @@ class Product:
     def _read_error(self, bf: BandFile, exc: Exception) -> ProductError:
         where = self._source.describe(bf.path)
         if self.layout == "zip":
-            return CorruptArchiveError(f"{where}: band {bf.band} cannot be read from the archive ({exc}); the zip is corrupt or truncated")
+            return CorruptArchiveError(f"{where}: band {bf.band} cannot be read from the archive ({explain(exc)}); the zip is corrupt or truncated")
         if "No such file" in str(exc) or not Path(self._source.gdal_path(bf.path)).exists():
             return MissingBandError(f"{where}: band {bf.band} file is missing")
-        return ProductError(f"{where}: band {bf.band} cannot be read ({exc})")
+        # GDAL's message is often "Read failed. See previous exception": name the real cause
+        return ProductError(f"{where}: band {bf.band} cannot be read, the file is corrupt or truncated ({explain(exc)})")
 
     def _band_shape(self, band: str) -> tuple[int, int]:
         ds = self._dataset(band)
@@ -576,8 +578,20 @@ class Product:
 
     # ------------------------------------------------------------------ description
 
+    @property
+    def missing_bands(self) -> tuple[str, ...]:
+        """Spectral bands a product of this level has (L1C: 13, L2A: 12, no B10) that no file provides."""
+        expected = [b for b in BANDS if not (self.level == "L2A" and b == "B10")]
+        return tuple(b for b in expected if b not in self._files)
+
     def describe(self) -> str:
-        """A human-readable summary (what ``nimbus info`` prints)."""
+        """A human-readable summary (what ``nimbus info`` prints); warns when band files are missing."""
+        missing = self.missing_bands
+        if missing:
+            what = "holds no band file (metadata only)" if not any(b in self._files for b in BANDS) else f"lacks band(s) {', '.join(missing)}"
+            warnings.warn(
+                f"{self.path}: this {self.level} product {what}; models that need them cannot run on it", NimbusWarning, stacklevel=2
+            )
         lines = [
             f"product      {self.product_id}",
             f"path         {self.path} ({self.layout})",
@@ -600,7 +614,7 @@ class Product:
             g = self._grids[r]
             t = g.transform
             lines.append(f"grid {r:>2} m    {g.shape[0]} x {g.shape[1]} px, pixel {abs(t.a):g} m, transform ({t.a:g}, {t.b:g}, {t.c:.2f}, {t.d:g}, {t.e:g}, {t.f:.2f})")
-        lines.append(f"bands        {len(self.bands)}")
+        lines.append(f"bands        {len(self.bands)}" + (f" (missing: {', '.join(missing)})" if missing else ""))
         for b in self.bands:
             lines.append(f"  {b:<4} {self._band_res[b]:>2} m  {self._source.describe(self._files[b].path)}")
         return "\n".join(lines)

@@ -26,6 +26,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,12 +36,15 @@ from typing import Any
 import numpy as np
 
 from nimbus import blend
-from nimbus.errors import ModelError
+from nimbus.errors import ModelError, NimbusWarning, UsageError
 from nimbus.modelspec import NODATA_CLASS, ModelSpec
 from nimbus.session import Session
 from nimbus.windows import WEIGHT_KINDS, WindowLayout, window_weights
 
-__all__ = ["D4", "SegmentResult", "Segmenter", "gdal_cache", "output_paths"]
+__all__ = ["AUX_COVERAGE_WARNING", "D4", "SegmentResult", "Segmenter", "check_options", "gdal_cache", "output_paths"]
+
+#: An auxiliary layer covering less than this share of a product is reported (its pixels are no data elsewhere).
+AUX_COVERAGE_WARNING: float = 0.95
 
 #: Reader of raster rows ``[r0, r1)``: ``(float32 (C, r1-r0, W), bool valid (r1-r0, W))``.
 RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
@@ -95,6 +99,47 @@ class SegmentResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def check_options(
+    window: int | None = None,
+    overlap: float | None = None,
+    weights: str = "spline",
+    tta: int | bool = 0,
+    batch: int = 8,
+    threads: int = 0,
+) -> None:
+    """Refuse run options out of range, naming the option (not the model, whose metadata is checked apart).
+
+    Args:
+        window: window size in pixels, or None (the model's).
+        overlap: overlap fraction in [0, 1), or None (the model's).
+        weights: one of :data:`nimbus.windows.WEIGHT_KINDS`.
+        tta: 0..8 D4 transforms (True = 8).
+        batch: windows per inference call, >= 1.
+        threads: CPU threads, >= 0 (0 = all cores).
+
+    Raises:
+        UsageError: naming the option, its value and the allowed range.
+    """
+
+    def number(name: str, value: Any, kind: type) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
+            raise UsageError(f"--{name} {value!r}: expected {'an integer' if kind is int else 'a number'}")
+        return kind(value)
+
+    if window is not None and not 16 <= number("window", window, int) <= 8192:
+        raise UsageError(f"--window {window}: must be between 16 and 8192 pixels")
+    if overlap is not None and not 0.0 <= number("overlap", overlap, float) < 1.0:
+        raise UsageError(f"--overlap {overlap}: must be a fraction in [0, 1), e.g. 0.5")
+    if weights not in WEIGHT_KINDS:
+        raise UsageError(f"--weights {weights!r}: choose one of {', '.join(WEIGHT_KINDS)}")
+    if tta is not True and not 0 <= number("tta", tta, int) <= 8:
+        raise UsageError(f"--tta {tta}: must be 0 (off) to 8 D4 transforms")
+    if number("batch", batch, int) < 1:
+        raise UsageError(f"--batch {batch}: must be at least 1")
+    if number("threads", threads, int) < 0:
+        raise UsageError(f"--threads {threads}: must be 0 (all cores) or more")
+
+
 def output_paths(out_dir: str | os.PathLike[str], product_id: str, spec: ModelSpec) -> dict[str, Path]:
     """The output file names of a product segmented by a model.
 
@@ -113,6 +158,13 @@ def output_paths(out_dir: str | os.PathLike[str], product_id: str, spec: ModelSp
         "uncertainty": base.with_name(base.name + "_uncertainty.tif"),
         "quicklook": base.with_name(base.name + "_quicklook.png"),
     }
+
+
+def _complete(paths: list[Path]) -> bool:
+    """Whether every output exists and validates (an invalid one is redone, never skipped)."""
+    from nimbus.validate import is_valid
+
+    return all(is_valid(p) for p in paths)
 
 
 @contextmanager
@@ -345,6 +397,7 @@ class Segmenter:
         progress: bool = True,
         gdal_cache_mb: int | None = 256,
     ) -> None:
+        check_options(window=window, overlap=overlap, weights=weights, tta=tta, batch=batch, threads=threads)
         self.session = Session(model, provider=provider, threads=threads)
         spec = self.session.spec
         if window is not None and int(window) != spec.window:
@@ -353,8 +406,6 @@ class Segmenter:
             spec = spec.replace(window=int(window))
         if overlap is not None:
             spec = spec.replace(overlap=float(overlap))
-        if weights not in WEIGHT_KINDS:
-            raise ModelError(f"unknown window weights {weights!r}; choose one of {', '.join(WEIGHT_KINDS)}")
         self.spec: ModelSpec = spec
         self.weights = weights
         self.batch = max(1, int(batch))
@@ -557,7 +608,8 @@ class Segmenter:
             array: ``(C, H, W)`` channels in ``spec.channels`` order, as the graph expects them
                 (harmonised DN / raw auxiliary values when normalisation is in the graph).
             valid: optional bool ``(H, W)`` mask of pixels with data (default: every pixel
-                whose channels are finite and not all 0).
+                whose channels are not all 0). Pixels with a NaN or infinite value in any channel
+                are always no data (class 255): they never reach the model or their neighbours.
             probabilities: also return the blended probabilities float32 ``(K, H, W)``.
             entropy: also return the entropy (nats) of the probabilities float32 ``(H, W)``.
 
@@ -566,21 +618,28 @@ class Segmenter:
             and/or ``entropy``, a tuple ``(classes, probabilities?, entropy?)``.
 
         Raises:
-            ModelError: when the array does not have the model's channel count.
+            ModelError: when the array is not a numeric ``(C, H, W)`` array of the model's channel
+                count, or the mask is not ``(H, W)``.
         """
         array = np.asarray(array)
-        if array.ndim != 3 or array.shape[0] != len(self.spec.channels):
+        c = len(self.spec.channels)
+        if array.ndim != 3 or array.shape[0] != c:
             raise ModelError(
-                f"predict: the model {self.session.path} takes ({len(self.spec.channels)}, H, W) arrays of "
+                f"predict: the model {self.session.path} takes ({c}, H, W) arrays of "
                 f"{', '.join(self.spec.channels)}; got shape {array.shape}"
             )
+        if array.dtype.kind not in "biuf":
+            raise ModelError(f"predict: expected a numeric ({c}, H, W) array (integers or floats), got dtype {array.dtype}")
         _, h, w = array.shape
+        finite = np.isfinite(array).all(axis=0) if array.dtype.kind == "f" else np.ones((h, w), bool)
         if valid is None:
-            finite = np.isfinite(array).all(axis=0)
             valid = finite & (array != 0).any(axis=0)
+        else:
+            valid = np.asarray(valid)
+            if valid.shape != (h, w):
+                raise ModelError(f"predict: valid mask has shape {valid.shape}, expected {(h, w)}")
+            valid = valid.astype(bool) & finite  # NaN / inf are no data, never fed to the model
         valid = np.asarray(valid, bool)
-        if valid.shape != (h, w):
-            raise ModelError(f"predict: valid mask has shape {valid.shape}, expected {(h, w)}")
         classes = np.full((h, w), NODATA_CLASS, np.uint8)
         probs = np.zeros((self.spec.num_classes, h, w), np.float32) if probabilities else None
         ent = np.zeros((h, w), np.float32) if entropy else None
@@ -589,7 +648,6 @@ class Segmenter:
             data = np.array(array[:, r0:r1], np.float32)
             ok = valid[r0:r1]
             data[:, ~ok] = 0
-            np.nan_to_num(data, copy=False)
             return data, ok
 
         def sink(r0: int, cls: np.ndarray, p: np.ndarray | None, e: np.ndarray | None) -> None:
@@ -605,17 +663,51 @@ class Segmenter:
         return (classes, *extra) if extra else classes
 
     # ------------------------------------------------------------------ products
+    def _warn_aux_coverage(self, product: Any) -> None:
+        """Warn when an auxiliary layer the model takes covers little of the product (no data elsewhere)."""
+        import rasterio
+
+        from nimbus.auxiliary import find_aux
+        from nimbus.inputs import split_channels
+
+        _, layers = split_channels(self.spec.channels)
+        for layer in layers:
+            path = find_aux(self.aux_dir, product.tile, layer, int(round(self.spec.resolution)))
+            if path is None:
+                continue
+            with rasterio.open(path) as ds:
+                scale = max(1, max(ds.height, ds.width) // 512)
+                mask = ds.read_masks(1, out_shape=(max(1, ds.height // scale), max(1, ds.width // scale)))
+            covered = float((mask > 0).mean())
+            if covered < AUX_COVERAGE_WARNING:
+                warnings.warn(
+                    f"auxiliary layer {layer} ({path}) covers {100 * covered:.1f}% of product "
+                    f"{getattr(product, 'path', product.product_id)}; the rest of the class map is no data (255)",
+                    NimbusWarning,
+                    stacklevel=3,
+                )
+
     def check_inputs(self, product: Any) -> None:
-        """Refuse a product the model cannot run on.
+        """Refuse a product the model cannot run on, before any work: resolution, level, channels.
 
         Raises:
-            ModelError: naming the channels that neither the product nor the auxiliary folder provide.
+            ModelError: naming the model, the product and what does not fit (a resolution that is
+                not a Sentinel-2 grid, B10 asked of an L2A product, channels that neither the
+                product nor the auxiliary folder provide).
         """
         from nimbus.inputs import missing_channels
 
+        src = getattr(product, "path", product)
+        res = self.spec.resolution
+        if res not in (10.0, 20.0, 60.0):
+            raise ModelError(f"model {self.session.path} works at {res:g} m; Sentinel-2 products have 10, 20 and 60 m grids")
         missing = missing_channels(product, self.spec.channels, self.aux_dir)
+        if "B10" in missing and getattr(product, "level", "") == "L2A":
+            raise ModelError(
+                f"model {self.session.path} takes B10 (cirrus), which L2A products such as {src} do not have; "
+                "use a model made for L2A (or the L1C product)"
+            )
         if missing:
-            src = getattr(product, "path", product)
             where = f"nor the auxiliary folder {self.aux_dir} provides" if self.aux_dir else "provides and no auxiliary folder was given (--aux DIR)"
             raise ModelError(f"model {self.session.path} needs channel(s) {', '.join(missing)}, which neither product {src} {where}")
 
@@ -629,6 +721,8 @@ class Segmenter:
         overwrite: bool = False,
         region: Any = None,
         callback: Callable[[int, int], None] | None = None,
+        lock_wait: float | None = None,
+        on_wait: Callable[[dict], None] | None = None,
     ) -> SegmentResult:
         """Segment a product into a class map (COG) and optional extras, streaming in strips.
 
@@ -642,17 +736,26 @@ class Segmenter:
             region: optional ``rasterio.windows.Window`` of the model-resolution grid to segment
                 instead of the whole product.
             callback: called as ``callback(rows_done, rows_total)`` after each strip.
+            lock_wait: seconds to wait while another process writes the same outputs (None: as
+                long as it runs); afterwards a product it completed is skipped.
+            on_wait: called once as ``on_wait(owner)`` when another process holds the outputs.
+
+        Outputs are committed together, the class map last, after each was reopened and
+        validated: an existing class map means every output of the product is complete. Outputs
+        that exist but do not validate are redone, never skipped.
 
         Returns:
             A :class:`SegmentResult` with the paths written and the time per stage.
 
         Raises:
             ModelError: when the model needs a channel the product or ``aux_dir`` cannot provide.
+            OutputError: when an output cannot be written completely (e.g. the disk is full).
         """
         from affine import Affine
         from rasterio.windows import Window
 
         from nimbus.inputs import assemble
+        from nimbus.lock import OutputLock
         from nimbus.writers import SegmentationWriter
 
         if not hasattr(product, "read"):
@@ -668,51 +771,63 @@ class Segmenter:
         if quicklook:
             result.quicklook = paths["quicklook"]
         wanted = [p for p in (result.classes, result.probabilities, result.uncertainty, result.quicklook) if p is not None]
-        if not overwrite and all(p.exists() for p in wanted):
+        if not overwrite and _complete(wanted):
             result.skipped = True
             return result
         self.check_inputs(product)
-        res = self.spec.resolution
-        res_i = int(round(res))
+        res_i = int(round(self.spec.resolution))
         full_h, full_w = product.shape(res_i)
         if region is None:
             region = Window(0, 0, full_w, full_h)
         col0, row0 = int(region.col_off), int(region.row_off)
         h, w = int(region.height), int(region.width)
         transform = product.transform(res_i) @ Affine.translation(col0, row0)
+        with OutputLock(paths["classes"], wait=lock_wait, on_wait=on_wait) as lock:
+            if lock.waited and not overwrite and _complete(wanted):  # the other process did the work
+                result.skipped = True
+                return result
+            self._warn_aux_coverage(product)
 
-        def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-            data, valid = assemble(product, self.spec.channels, res_i, Window(col0, row0 + r0, w, r1 - r0), self.aux_dir)
-            return data, valid
+            def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+                data, valid = assemble(product, self.spec.channels, res_i, Window(col0, row0 + r0, w, r1 - r0), self.aux_dir)
+                return data, valid
 
-        t0 = time.perf_counter()
-        with gdal_cache(self.gdal_cache_mb), SegmentationWriter(
-            paths["classes"],
-            crs=product.crs,
-            transform=transform,
-            shape=(h, w),
-            spec=self.spec,
-            product_id=product.product_id,
-            probabilities=probabilities,
-            probabilities_path=result.probabilities,
-            uncertainty_path=result.uncertainty,
-        ) as writer:
-            stats = self._run(
-                h,
-                w,
-                reader,
-                writer.write_rows,
-                want_probs=bool(probabilities),
-                want_entropy=bool(uncertainty),
-                callback=callback,
-                desc=product.product_id[:40],
+            def add_quicklook(group: Any, classes_tmp: Path) -> None:
+                from nimbus.quicklook import write_quicklook
+
+                write_quicklook(product, classes_tmp, group.path(paths["quicklook"]), self.spec, region=region)
+
+            t0 = time.perf_counter()
+            with gdal_cache(self.gdal_cache_mb), SegmentationWriter(
+                paths["classes"],
+                crs=product.crs,
+                transform=transform,
+                shape=(h, w),
+                spec=self.spec,
+                product_id=product.product_id,
+                probabilities=probabilities,
+                probabilities_path=result.probabilities,
+                uncertainty_path=result.uncertainty,
+                before_commit=add_quicklook if quicklook else None,
+            ) as writer:
+                stats = self._run(
+                    h,
+                    w,
+                    reader,
+                    writer.write_rows,
+                    want_probs=bool(probabilities),
+                    want_entropy=bool(uncertainty),
+                    callback=callback,
+                    desc=product.product_id[:40],
+                )
+                t = time.perf_counter()
+            stats["write"] += time.perf_counter() - t  # COG conversion, overviews, validation
+        if stats["windows"] == 0:
+            warnings.warn(
+                f"{getattr(product, 'path', product.product_id)}: no valid pixel in any model input; the class map is all no data (255)",
+                NimbusWarning,
+                stacklevel=2,
             )
-            t = time.perf_counter()
-        stats["write"] += time.perf_counter() - t  # COG conversion and overviews
-        if quicklook:
-            from nimbus.quicklook import write_quicklook
-
-            write_quicklook(product, result.classes, result.quicklook, self.spec, region=region)
         result.windows = int(stats.pop("windows"))
         result.windows_skipped = int(stats.pop("windows_skipped"))
         stats["total"] = time.perf_counter() - t0

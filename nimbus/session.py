@@ -130,6 +130,30 @@ class Session:
         self._np_dtype = np.float16 if self.spec.input_dtype == "float16" else np.float32
         self._binding: Any = None
         self._in_ortvalue: Any = None
+        if not isinstance(self._sess.get_inputs()[0].shape[1], int):
+            self._probe()
+
+    def _probe(self) -> None:
+        """Run one small batch of zeros: a graph whose channel dimension is dynamic must accept the
+        metadata's channel count (otherwise onnxruntime fails later, in the middle of a product).
+
+        Raises:
+            ModelError: when the graph refuses an input of the metadata's shape.
+        """
+        size = 32 if self.spec.dynamic_hw else self.spec.window
+        x = np.zeros((1, len(self.spec.channels), size, size), self._np_dtype)
+        try:
+            out = self._sess.run([self.spec.output_name], {self.spec.input_name: x})[0]
+        except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidArgument...)
+            raise ModelError(
+                f"model {self.path}: its graph does not accept the {len(self.spec.channels)} channels its metadata names "
+                f"({', '.join(self.spec.channels)}): {' '.join(str(exc).split())[:300]}"
+            ) from exc
+        if out.ndim != 4 or out.shape[1] != self.spec.num_classes:
+            raise ModelError(
+                f"model {self.path}: output shape {tuple(out.shape)} for a ({len(self.spec.channels)}, {size}, {size}) input; "
+                f"expected (1, {self.spec.num_classes}, H, W) for its {self.spec.num_classes} classes"
+            )
 
     @property
     def on_gpu(self) -> bool:

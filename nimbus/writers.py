@@ -3,8 +3,10 @@
 :class:`SegmentationWriter` receives finished rows while the segmenter streams (so nothing the
 size of the tile is held in memory), writes them into hidden tiled GeoTIFFs next to the final
 files, and on success converts each into a COG (GDAL's COG driver, overviews included) under a
-temporary name that is then renamed (:func:`nimbus.atomic.atomic_path`). On any error or Ctrl-C
-the hidden files are removed and no file appears under a final name.
+temporary name. Every COG is reopened and validated, then all are renamed together, the class map
+last (:class:`nimbus.atomic.AtomicGroup`): a class map under its final name means every output of
+the product is complete. On any error or Ctrl-C the hidden files are removed and no file appears
+under a final name.
 
 * Class map: uint8, palette with the class colours, class names in the metadata (``CLASS_NAMES``
   JSON and one ``CLASS_<value>`` tag per class), nodata 255 exactly where the input has no data,
@@ -21,15 +23,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from nimbus.atomic import atomic_path
+from nimbus.atomic import AtomicGroup, temporary_name, write_failure
 from nimbus.modelspec import NODATA_CLASS, ModelSpec
+from nimbus.validate import validate_raster
 
 __all__ = ["SegmentationWriter", "class_colormap", "write_class_map"]
 
@@ -65,7 +69,8 @@ class _Raw:
         import rasterio
 
         self.final = final
-        self.path = final.parent / f".{final.stem}.raw-{uuid.uuid4().hex[:10]}.tif"
+        self.profile = profile
+        self.path = temporary_name(final, "raw")
         final.parent.mkdir(parents=True, exist_ok=True)
         self.ds = rasterio.open(self.path, "w", **profile)
 
@@ -80,13 +85,18 @@ class _Raw:
         except FileNotFoundError:
             pass
 
-    def to_cog(self, **options: Any) -> None:
+    def to_cog(self, group: AtomicGroup, last: bool = False, **options: Any) -> Path:
+        """Convert to a COG at a temporary name of ``group`` (validated before the group commits)."""
         import rasterio.shutil
 
         self.close()
-        with atomic_path(self.final) as tmp:
-            rasterio.shutil.copy(self.path, tmp, driver="COG", BLOCKSIZE=_BLOCK, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", **options)
+        p = self.profile
+        check = partial(validate_raster, shape=(p["height"], p["width"]), count=p["count"], dtype=p["dtype"])
+        validate_raster(self.path, shape=(p["height"], p["width"]), count=p["count"])  # every strip reached the disk
+        tmp = group.path(self.final, validate=check, last=last)
+        rasterio.shutil.copy(self.path, tmp, driver="COG", BLOCKSIZE=_BLOCK, BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", **options)
         self.remove()
+        return tmp
 
 
 class SegmentationWriter:
@@ -105,6 +115,9 @@ class SegmentationWriter:
         probabilities: ``None``, ``"uint8"`` or ``"float16"``.
         probabilities_path: final path of the probabilities (needed with ``probabilities``).
         uncertainty_path: final path of the uncertainty raster, or None.
+        before_commit: called as ``before_commit(group, classes_tmp)`` once every COG is written
+            and validated under its temporary name, before anything is renamed: add outputs that
+            derive from the class map (a quicklook) with ``group.path(final)``.
     """
 
     def __init__(
@@ -118,6 +131,7 @@ class SegmentationWriter:
         probabilities: str | None = None,
         probabilities_path: str | os.PathLike[str] | None = None,
         uncertainty_path: str | os.PathLike[str] | None = None,
+        before_commit: Callable[[AtomicGroup, Path], None] | None = None,
     ) -> None:
         if probabilities not in (None, "uint8", "float16"):
             raise ValueError(f"probabilities must be 'uint8' or 'float16', got {probabilities!r}")
@@ -144,6 +158,7 @@ class SegmentationWriter:
         self._prob_path = Path(probabilities_path) if probabilities_path else None
         self._unc_path = Path(uncertainty_path) if uncertainty_path else None
         self._raws: dict[str, _Raw] = {}
+        self._before_commit = before_commit
         self.rows_written = 0
 
     def __enter__(self) -> SegmentationWriter:
@@ -198,19 +213,30 @@ class SegmentationWriter:
 
     def _finish(self) -> None:
         spec = self.spec
-        raw = self._raws.get("probabilities")
-        if raw is not None:
-            raw.ds.update_tags(**_class_tags(spec, self.product_id), PROBABILITY_SCALE="255" if self.prob_kind == "uint8" else "1")
-            for i, c in enumerate(spec.classes):
-                raw.ds.set_band_description(i + 1, f"p_{c.name}")
-            raw.to_cog(COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE", **({"NBITS": 16} if self.prob_kind == "float16" else {}))
-        raw = self._raws.get("uncertainty")
-        if raw is not None:
-            raw.ds.update_tags(MEANING="entropy / log(classes), scaled 0..254", MODEL_NAME=spec.name, PRODUCT_ID=self.product_id)
-            raw.ds.set_band_description(1, "uncertainty")
-            raw.to_cog(COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE")
-        # the class map last: its presence means the product is done
-        self._raws["classes"].to_cog(COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="MODE")
+        group = AtomicGroup()
+        try:
+            raw = self._raws.get("probabilities")
+            if raw is not None:
+                raw.ds.update_tags(**_class_tags(spec, self.product_id), PROBABILITY_SCALE="255" if self.prob_kind == "uint8" else "1")
+                for i, c in enumerate(spec.classes):
+                    raw.ds.set_band_description(i + 1, f"p_{c.name}")
+                raw.to_cog(group, COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE", **({"NBITS": 16} if self.prob_kind == "float16" else {}))
+            raw = self._raws.get("uncertainty")
+            if raw is not None:
+                raw.ds.update_tags(MEANING="entropy / log(classes), scaled 0..254", MODEL_NAME=spec.name, PRODUCT_ID=self.product_id)
+                raw.ds.set_band_description(1, "uncertainty")
+                raw.to_cog(group, COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="AVERAGE")
+            # the class map last: its presence means every output of the product is complete
+            classes_tmp = self._raws["classes"].to_cog(group, last=True, COMPRESS="DEFLATE", OVERVIEW_RESAMPLING="MODE")
+            if self._before_commit is not None:
+                self._before_commit(group, classes_tmp)
+        except BaseException as exc:
+            group.abort()
+            err = write_failure(exc, self.classes_path)
+            if err is exc:
+                raise
+            raise err from exc
+        group.commit()
 
     def _abort(self) -> None:
         for raw in self._raws.values():

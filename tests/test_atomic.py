@@ -10,14 +10,14 @@ from nimbus.atomic import atomic_path
 
 
 def test_file_appears_only_when_complete(tmp_path: Path) -> None:
-    final = tmp_path / "sub" / "map.tif"
+    final = tmp_path / "sub" / "map.txt"
     with atomic_path(final) as tmp:
-        assert tmp.parent == final.parent and tmp.suffix == ".tif" and tmp != final
+        assert tmp.parent == final.parent and tmp.suffix == ".txt" and tmp != final
         assert not tmp.exists()
         tmp.write_text("partial")
         assert not final.exists(), "nothing under the final name while writing"
     assert final.read_text() == "partial"
-    assert [p.name for p in final.parent.iterdir()] == ["map.tif"]
+    assert [p.name for p in final.parent.iterdir()] == ["map.txt"]
 
 
 def test_error_removes_the_temporary_and_keeps_the_old_file(tmp_path: Path) -> None:

@@ -1,0 +1,131 @@
+"""One writer per output: an ``O_EXCL`` lock file holding the owner's host and pid.
+
+Two processes that segment the same product into the same folder would both do the whole work and
+race on the renames. :class:`OutputLock` makes the second one wait (or give up) while the first
+works; afterwards it finds the outputs complete and skips them. A lock whose owner process no
+longer runs on this host (killed, machine rebooted) is stale and taken over.
+
+Example:
+    >>> with OutputLock("maps/S2A_..._classes.tif"):          # doctest: +SKIP
+    ...     segment(...)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from nimbus.errors import OutputError
+
+__all__ = ["LockBusyError", "OutputLock", "lock_owner"]
+
+
+class LockBusyError(OutputError):
+    """Another live process holds the lock and the wait ran out."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_owner(path: str | os.PathLike[str]) -> dict | None:
+    """The owner recorded in a lock file (``{"host", "pid", "since"}``), or None when unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+class OutputLock:
+    """An exclusive lock on one output, as the file ``.<name>.lock`` beside it.
+
+    Args:
+        output: the output the lock protects (the lock file is ``.<output name>.lock``).
+        wait: seconds to wait for another process (None: as long as it lives; 0: do not wait).
+        poll: seconds between two looks at a busy lock.
+        on_wait: called once as ``on_wait(owner)`` when the lock is busy and waiting starts.
+    """
+
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        wait: float | None = None,
+        poll: float = 0.2,
+        on_wait: Callable[[dict], None] | None = None,
+    ) -> None:
+        output = Path(output)
+        self.path = output.parent / f".{output.name}.lock"
+        self.wait = wait
+        self.poll = poll
+        self.on_wait = on_wait
+        self.held = False
+        self.waited = False
+
+    def _stale(self) -> bool:
+        owner = lock_owner(self.path)
+        if owner is None:  # half-written by a process that died between create and write
+            try:
+                return time.time() - self.path.stat().st_mtime > 10.0
+            except FileNotFoundError:
+                return True
+        return owner.get("host") == socket.gethostname() and not _alive(int(owner["pid"]))
+
+    def acquire(self) -> OutputLock:
+        """Take the lock, waiting for a live owner, taking over a stale one.
+
+        Raises:
+            LockBusyError: when ``wait`` runs out while another live process holds it.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    try:  # whoever removes it first wins the next O_EXCL round
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                if not self.waited:
+                    self.waited = True
+                    if self.on_wait is not None:
+                        self.on_wait(lock_owner(self.path) or {})
+                if self.wait is not None and time.monotonic() - start >= self.wait:
+                    owner = lock_owner(self.path) or {}
+                    raise LockBusyError(f"{self.path}: held by pid {owner.get('pid', '?')} on {owner.get('host', '?')}") from None
+                time.sleep(self.poll)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me)
+            self.held = True
+            return self
+
+    def release(self) -> None:
+        """Remove the lock file (only when this object holds it)."""
+        if self.held:
+            self.held = False
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
