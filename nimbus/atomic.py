@@ -27,7 +27,7 @@ from typing import Any
 
 from nimbus.errors import NimbusError, OutputError, explain, root_cause
 
-__all__ = ["AtomicGroup", "atomic_path", "deferred_interrupts", "temporary_name", "write_failure"]
+__all__ = ["AtomicGroup", "atomic_path", "deferred_interrupts", "remove_stale_temporaries", "temporary_name", "write_failure"]
 
 Validator = Callable[[Path], None]
 
@@ -51,6 +51,25 @@ def temporary_name(final: str | os.PathLike[str], tag: str = "tmp") -> Path:
     suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".tar.gz") else final.suffix
     stem = final.name[: len(final.name) - len(suffix)] if suffix else final.name
     return final.parent / f".{stem}.{tag}-{uuid.uuid4().hex[:10]}{suffix}"
+
+
+def remove_stale_temporaries(final: str | os.PathLike[str]) -> list[Path]:
+    """Remove the hidden temporary files of ``final`` left by a killed run (call it holding the output's lock).
+
+    Args:
+        final: an output path; its temporaries are ``.<stem>.<tag>-<random><suffix>``.
+
+    Returns:
+        The paths removed.
+    """
+    final = Path(final)
+    probe = temporary_name(final, "X")
+    head, tail = probe.name.split(".X-", 1)
+    suffix = tail[10:]
+    found = sorted(final.parent.glob(f"{head}.*-*{suffix}"))
+    for p in found:
+        _remove(p)
+    return found
 
 
 def write_failure(exc: BaseException, final: str | os.PathLike[str]) -> BaseException:

@@ -754,6 +754,7 @@ class Segmenter:
         from affine import Affine
         from rasterio.windows import Window
 
+        from nimbus.atomic import remove_stale_temporaries
         from nimbus.inputs import assemble
         from nimbus.lock import OutputLock
         from nimbus.writers import SegmentationWriter
@@ -786,6 +787,8 @@ class Segmenter:
             if lock.waited and not overwrite and _complete(wanted):  # the other process did the work
                 result.skipped = True
                 return result
+            for p in paths.values():  # what a killed run left behind (we hold the lock: nobody writes them)
+                remove_stale_temporaries(p)
             self._warn_aux_coverage(product)
 
             def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:

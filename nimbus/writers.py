@@ -72,10 +72,14 @@ class _Raw:
         self.profile = profile
         self.path = temporary_name(final, "raw")
         final.parent.mkdir(parents=True, exist_ok=True)
-        self.ds = rasterio.open(self.path, "w", **profile)
+        try:
+            self.ds = rasterio.open(self.path, "w", **profile)
+        except BaseException:  # incl. Ctrl-C between the file's creation and the assignment
+            self.path.unlink(missing_ok=True)
+            raise
 
     def close(self) -> None:
-        if not self.ds.closed:
+        if hasattr(self, "ds") and not self.ds.closed:
             self.ds.close()
 
     def remove(self) -> None:

@@ -443,3 +443,27 @@ def test_old_oper_product_as_a_folder(realdata: Path, tmp_path: Path) -> None:
     assert folder.transform(20) == zipped.transform(20) and folder.shape(60) == (1830, 1830)
     data, valid = folder.read(["B8A", "B11"], res=20, window=Window(2000, 2000, 64, 64))
     assert not data.any() and not valid.any()
+
+
+def test_describe_warns_about_missing_bands(realdata, tmp_path) -> None:
+    """The real eodag-cube SAFE keeps only B01; a copy without any band file is metadata only."""
+    import shutil
+
+    from nimbus.errors import NimbusWarning
+    from nimbus.product import open_product
+
+    (safe,) = (realdata / "eodag-cube_S2A_MSIL1C_T31TDH_20180101").glob("*.SAFE")
+    with pytest.warns(NimbusWarning, match=r"lacks band\(s\) B02, B03"):
+        text = open_product(safe).describe()
+    assert "missing: B02" in text
+    bare = tmp_path / safe.name
+    shutil.copytree(safe, bare)
+    for jp2 in bare.rglob("*.jp2"):
+        jp2.unlink()
+    try:
+        product = open_product(bare)
+    except Exception as exc:  # refusing a band-less product outright is as good as a warning
+        assert bare.name in str(exc)
+        return
+    with pytest.warns(NimbusWarning, match="metadata only"):
+        product.describe()

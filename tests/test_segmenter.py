@@ -243,3 +243,73 @@ def test_cuda_strip_blender_in_simulator(models) -> None:
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "SIM-OK" in run.stdout
+
+
+# ----------------------------------------------------------------------------- untrusted inputs
+
+
+def test_predict_non_finite_values_are_nodata_and_never_reach_neighbours(tmp_path) -> None:
+    model = make_model(tmp_path / "m.onnx", kind="conv3", window=64, overlap=0.5)
+    seg = Segmenter(model, progress=False)
+    x = _positive((4, 150, 170), seed=5)
+    clean = seg.predict(x)
+    hole = x.copy()
+    hole[:, 70, 80] = 0  # the same pixel as ordinary no data
+    mask = np.ones((150, 170), bool)
+    mask[70, 80] = False
+    expected = seg.predict(hole, valid=mask)
+    changed = np.argwhere(expected != clean)
+    assert (np.abs(changed - [70, 80]) <= 1).all(), "no data reaches at most the 3x3 neighbours of a 3x3 model"
+    for bad in (np.inf, -np.inf, np.nan):
+        y = x.copy()
+        y[2, 70, 80] = bad
+        for valid in (None, np.ones((150, 170), bool)):  # even when the caller says the pixel is valid
+            got = seg.predict(y, valid=valid)
+            assert got[70, 80] == 255
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_predict_refuses_arrays_it_cannot_read(tmp_path) -> None:
+    seg = Segmenter(make_model(tmp_path / "m.onnx"), progress=False)
+    with pytest.raises(ModelError, match="numeric"):
+        seg.predict(np.empty((4, 8, 8), dtype=object))
+    with pytest.raises(ModelError, match=r"takes \(4, H, W\)"):
+        seg.predict(np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(ModelError, match="valid mask"):
+        seg.predict(np.ones((4, 8, 8), np.float32), valid=np.ones((8, 9), bool))
+
+
+def test_options_are_blamed_on_the_option_not_the_model(tmp_path) -> None:
+    from nimbus.errors import UsageError
+
+    model = make_model(tmp_path / "m.onnx")
+    for kwargs, text in [({"overlap": 1.5}, "--overlap 1.5"), ({"window": 3}, "--window 3"), ({"tta": 9}, "--tta 9"),
+                         ({"weights": "box"}, "--weights 'box'"), ({"batch": 0}, "--batch 0")]:  # fmt: skip
+        with pytest.raises(UsageError, match=text.replace("(", r"\(")) as info:
+            Segmenter(model, **kwargs)
+        assert "metadata" not in str(info.value)
+
+
+def test_all_nodata_product_and_uncovering_aux_layer_warn(tmp_path, synthetic_l1c) -> None:
+    from rasterio.transform import Affine
+
+    from nimbus.errors import NimbusWarning
+    from nimbus.product import open_product
+
+    product = open_product(synthetic_l1c.path)
+    aux = tmp_path / "aux"
+    aux.mkdir()
+    h, w = product.shape(20)
+    prof = dict(driver="GTiff", height=h, width=w, count=1, dtype="float32", crs=product.crs, transform=product.transform(20), nodata=np.nan)
+    with rasterio.open(aux / f"{product.tile}_altitude_20m.tif", "w", **prof) as ds:
+        ds.write(np.full((h, w), np.nan, np.float32), 1)  # covers 0 % of the product
+    assert isinstance(product.transform(20), Affine)
+    model = make_model(tmp_path / "m.onnx", channels=("B02", "B03", "B04", "altitude"), kind="softmax", resolution=20.0)
+    seg = Segmenter(model, aux_dir=aux, progress=False)
+    with pytest.warns(NimbusWarning) as record:
+        res = seg.segment(product, out=tmp_path / "out")
+    texts = [str(r.message) for r in record]
+    assert any("altitude" in t and "covers 0.0%" in t for t in texts)
+    assert any("no valid pixel" in t for t in texts)
+    with rasterio.open(res.classes) as ds:
+        assert (ds.read(1) == 255).all()

@@ -83,3 +83,26 @@ def test_io_binding_sequence_on_cpu(tmp_path, batch, dtype) -> None:
         np.testing.assert_allclose(out.numpy().astype(np.float32), s.run(b), rtol=1e-6)
     view = session_mod._DeviceView(out.data_ptr(), tuple(out.shape()), "<f2")
     assert view.__cuda_array_interface__["shape"] == (2, 4, 16, 24) and view.__cuda_array_interface__["data"][0] == out.data_ptr()
+
+
+def test_dynamic_channel_graph_that_disagrees_with_its_metadata_is_refused_at_load(tmp_path) -> None:
+    """A graph whose channel dimension is symbolic fails only when run: the session probes it at once."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nimbus.modelspec import ModelSpec
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", "C", "H", "W"])
+    y = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4, "H", "W"])
+    w = numpy_helper.from_array(np.zeros((4, 3, 1, 1), np.float32), "w")  # the graph really takes 3 channels
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["z"]), helper.make_node("Softmax", ["z"], ["probabilities"], axis=1)],
+                              "g", [x], [y], [w])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    spec = ModelSpec(channels=("B02", "B03", "B04", "B08"), mean=(0.0,) * 4, std=(1.0,) * 4)  # metadata names 4
+    for k, v in spec.to_metadata().items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    path = tmp_path / "dyn.onnx"
+    onnx.save(model, path)
+    with pytest.raises(ModelError, match="does not accept the 4 channels"):
+        Session(path, provider="cpu")

@@ -1,0 +1,60 @@
+"""Output locks: one writer at a time, stale locks taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nimbus.lock import LockBusyError, OutputLock, lock_owner
+
+
+def test_lock_file_names_its_owner_and_goes_away(tmp_path: Path) -> None:
+    out = tmp_path / "x_classes.tif"
+    with OutputLock(out) as lock:
+        assert lock.path == tmp_path / ".x_classes.tif.lock"
+        owner = lock_owner(lock.path)
+        assert owner is not None and owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+    assert not lock.path.exists()
+
+
+def test_a_live_owner_blocks_and_the_wait_can_run_out(tmp_path: Path) -> None:
+    out = tmp_path / "x.tif"
+    seen: list[dict] = []
+    with OutputLock(out):
+        with pytest.raises(LockBusyError, match=str(os.getpid())):
+            OutputLock(out, wait=0.3, poll=0.05, on_wait=seen.append).acquire()
+    assert seen and seen[0]["pid"] == os.getpid()
+
+
+def test_a_waiter_gets_the_lock_when_the_owner_releases_it(tmp_path: Path) -> None:
+    out = tmp_path / "x.tif"
+    first = OutputLock(out).acquire()
+    threading.Timer(0.3, first.release).start()
+    t = time.monotonic()
+    with OutputLock(out, wait=10, poll=0.05) as second:
+        assert second.waited and time.monotonic() - t >= 0.25
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "x.tif"
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = int(proc.stdout)
+    lock_file = tmp_path / ".x.tif.lock"
+    lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "since": 0}))
+    with OutputLock(out, wait=0) as lock:
+        assert lock_owner(lock.path)["pid"] == os.getpid()
+
+
+def test_lock_of_another_host_is_respected(tmp_path: Path) -> None:
+    out = tmp_path / "x.tif"
+    (tmp_path / ".x.tif.lock").write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "since": 0}))
+    with pytest.raises(LockBusyError, match="elsewhere.example"):
+        OutputLock(out, wait=0).acquire()
