@@ -11,6 +11,7 @@ from __future__ import annotations
 from nimbus.errors import (
     AuxiliaryDataError,
     CorruptArchiveError,
+    EvaluationError,
     ExtractError,
     LabelError,
     MetadataError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuxiliaryDataError",
     "CorruptArchiveError",
+    "EvaluationError",
     "ExtractError",
     "LabelError",
     "MetadataError",

@@ -386,6 +386,46 @@ class NimbusCLI:
         )
         return "\n".join(outputs.lines())
 
+    def evaluate(
+        self,
+        pred: str,
+        ref: str,
+        ref_kind: str = "nimbus",
+        ignore: Any = None,
+        cirrus: str = "cloud",
+        out: str | None = None,
+        name: str | None = None,
+        json: bool = False,
+    ) -> str:
+        """Compare a class map with a reference: accuracy, Cohen's kappa, per-class IoU/F1/precision/recall.
+
+        The reference is reprojected onto the class map's grid (nearest neighbour, any CRS, pixel
+        size or extent), strip by strip; pixels it does not cover, no-data pixels and --ignore
+        values are counted but not compared. The confusion matrix has the reference in rows and the
+        prediction in columns.
+
+        Args:
+            pred: the class map (COG of `nimbus segment`: 0 cloud, 1 ground, 2 snow, 3 water, 255 no data).
+            ref: the reference raster (band 1).
+            ref_kind: nimbus (same class codes), scl (Sen2Cor scene classification: 2-5 ground,
+                6 water, 8-9 cloud, 10 see --cirrus, 11 snow; 0, 1, 7 not compared), or
+                cloud-binary, snow-binary, water-binary (a mask: 0 not the class, 1 or 255 the
+                class; the class map is binarised to that class vs the rest).
+            ignore: raw reference values to leave out, e.g. --ignore 3 or --ignore 2,3 (SCL shadows).
+            cirrus: scl: thin cirrus (SCL 10) counts as cloud, ground, or ignore.
+            out: folder for <name>_evaluation.json, <name>_difference.tif (COG: reference*10 +
+                prediction, 255 not compared) and <name>_evaluation.png; none written without it.
+            name: prefix of the output files (default: the class map's file name without extension).
+            json: print the report as JSON instead of text.
+
+        Returns:
+            The report: pixel counts, overall accuracy, kappa, the per-class table and the confusion matrix.
+        """
+        from nimbus.evaluate import evaluate
+
+        report = evaluate(pred, ref, ref_kind=ref_kind, ignore=ignore, cirrus=cirrus, out=out, name=name)
+        return report.to_json() if json else report.to_text()
+
     def demo(self, out: str = "nimbus-demo", model: str | None = None, size: int = 1098, threads: int = 0) -> str:
         """Segment a synthetic product with the built-in default model and score it against the truth.
 

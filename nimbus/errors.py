@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AuxiliaryDataError",
     "CorruptArchiveError",
+    "EvaluationError",
     "ExtractError",
     "LabelError",
     "MetadataError",
@@ -57,6 +58,10 @@ class ModelError(NimbusError):
 
 class AuxiliaryDataError(NimbusError):
     """An auxiliary layer (DEM, tree cover, water) is missing or does not cover the tile."""
+
+
+class EvaluationError(NimbusError):
+    """A prediction or reference raster cannot be evaluated (unreadable, no overlap, wrong values)."""
 
 
 class ExtractError(NimbusError):

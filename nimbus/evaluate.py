@@ -62,7 +62,7 @@ import numpy as np
 from affine import Affine
 
 from nimbus.atomic import atomic_path
-from nimbus.errors import NimbusError
+from nimbus.errors import EvaluationError
 from nimbus.labels import CLOUD, GROUND, NODATA, SCL_TO_CLASS, SNOW, WATER
 from nimbus.modelspec import DEFAULT_CLASSES
 
@@ -93,10 +93,6 @@ _WRONG_RGB = (255, 0, 255)
 _AGREE_RGB = (225, 225, 225)
 _SOURCE_BUDGET = 16_000_000  # reference pixels read per strip at most (about), when warping
 _IGNORED_KEYS = ("prediction_nodata", "outside_reference", "reference_nodata", "reference_ignored")
-
-
-class EvaluationError(NimbusError):
-    """A prediction or reference raster cannot be evaluated (unreadable, no overlap, wrong values)."""
 
 
 def scl_lookup(cirrus: str = "cloud") -> dict[int, int]:
