@@ -111,7 +111,8 @@ class NimbusCLI:
 
         Args:
             products: product paths (.SAFE folders, zipped SAFEs, COG folders).
-            model: the Nimbus ONNX model (default: the model shipped with nimbus, when present).
+            model: a Nimbus ONNX model file, or a shipped model by name: default (the default
+                model) or rules (the spectral rule classifier: L1C and L2A, no auxiliary layers).
             aux: folder of auxiliary layers (`nimbus auxiliary`) for models that take them.
             out: output folder; names carry the product id and the model name and version.
             overlap: window overlap fraction, 0 <= overlap < 1 (default: the model's).
@@ -141,10 +142,9 @@ class NimbusCLI:
         if probabilities not in (None, False, "uint8", "float16"):
             raise UsageError(f"--probabilities {probabilities!r}: give the flag alone (uint8) or --probabilities float16")
         check_options(window=window, overlap=overlap, weights=weights, tta=tta, batch=batch, threads=threads)
-        if model is None:
-            from nimbus.models import default_model_path
+        from nimbus.models import resolve_model
 
-            model = str(default_model_path())
+        model = str(resolve_model(model))
         seg = Segmenter(
             model, provider=provider, threads=threads, batch=batch, window=window, overlap=overlap,
             weights=weights, tta=tta, aux_dir=aux,
@@ -572,6 +572,7 @@ class NimbusCLI:
         out: str | None = None,
         res: int | None = None,
         water_threshold: float | None = None,
+        rules: bool = False,
     ) -> str:
         """Build the uint8 class map (0 cloud, 1 ground, 2 snow, 3 water, 255 nodata) of one product.
 
@@ -596,6 +597,9 @@ class NimbusCLI:
             out: the output COG (default TARGET/labels.tif for an arrays folder).
             res: grid pixel size for a product target (10, 20 or 60).
             water_threshold: read the water raster as occurrence (%) and call water where >= this.
+            rules: label from the bands alone with the spectral rule classifier (Fmask 4.0,
+                Sen2Cor, Let-It-Snow, MNDWI; see export/nimbus-rules.md): weak labels for real
+                products that have no ExoLabs / S2cloudless / JRC layers.
 
         Returns:
             The file written and its class counts.
@@ -604,7 +608,7 @@ class NimbusCLI:
 
         rep = build_labels(target, out=out, exolabs=exolabs, cloudprob=cloudprob, water=water, scl=scl,
                            s2cloudless=s2cloudless, threshold=threshold, masked=masked, res=res,
-                           water_threshold=water_threshold)
+                           water_threshold=water_threshold, rules=rules)
         names = {0: "cloud", 1: "ground", 2: "snow", 3: "water", 255: "nodata"}
         counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
         return f"{rep.path}: {rep.source}, date {rep.date}; {counts}; uncovered {rep.uncovered_pixels}"

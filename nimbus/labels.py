@@ -334,6 +334,36 @@ def _write_cog(out: Path, t: _Target, write_strips: Callable[[Any], dict[str, st
         tmp_strips.unlink()
 
 
+def _rule_source(target: str | os.PathLike[str], t: _Target) -> Callable[[int, int], np.ndarray]:
+    """Rows ``[r0, r0 + rows)`` of rule labels: from the arrays (their bands, altitude when stacked) or the product."""
+    from nimbus import rules
+
+    folder = Path(target)
+    if (folder / "meta.json").is_file():
+        from nimbus.arrays import ArrayStack
+
+        stack = ArrayStack(folder)
+        names = list(stack.meta["bands"])
+        alt_i = list(stack.meta.get("aux") or []).index("altitude") if "altitude" in (stack.meta.get("aux") or []) else None
+
+        def from_arrays(r0: int, rows: int) -> np.ndarray:
+            bands = np.asarray(stack.bands[:, r0 : r0 + rows])
+            alt = None if alt_i is None else np.asarray(stack.aux[alt_i, r0 : r0 + rows])
+            return rules.classify(bands, names, valid=(bands != 0).all(axis=0), altitude=alt, scale=1e-4)
+
+        return from_arrays
+    from nimbus.product import open_product
+
+    product = open_product(t.product_path or target)
+    res = int(round(abs(t.transform.a)))
+    width = t.shape[1]
+
+    def from_product(r0: int, rows: int) -> np.ndarray:
+        return rules.rules_labels(product, res=res, window=Window(0, r0, width, rows))
+
+    return from_product
+
+
 def build_labels(
     target: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -347,6 +377,7 @@ def build_labels(
     res: int | None = None,
     water_threshold: float | None = None,
     strip_rows: int = 1024,
+    rules: bool = False,
 ) -> LabelReport:
     """Build the class map of one product, aligned pixel for pixel with its arrays.
 
@@ -366,6 +397,9 @@ def build_labels(
         res: the grid's pixel size for a product target (arrays folders carry their own).
         water_threshold: treat the water raster as occurrence (%) and call water where >= this.
         strip_rows: rows processed at a time.
+        rules: label with the spectral rule classifier (:mod:`nimbus.rules`: Fmask 4.0, Sen2Cor,
+            Let-It-Snow, MNDWI) from the bands themselves, for real products without ExoLabs /
+            S2cloudless / JRC layers (weak labels; the DEM snow line when the arrays hold altitude).
 
     Returns:
         The :class:`LabelReport` (also written into the COG's tags).
@@ -379,10 +413,12 @@ def build_labels(
             raise LabelError(f"{target}: give --out for a product target (arrays folders default to labels.tif inside)")
         out = Path(target) / "labels.tif"
     out = Path(out)
+    if rules and (scl or exolabs or cloudprob or water or s2cloudless):
+        raise LabelError("--rules labels from the bands alone; it cannot be combined with --exolabs, --scl, --cloudprob, --s2cloudless or --water")
     if scl and exolabs:
         raise LabelError("give either ExoLabs rasters (--exolabs) or the scene classification (--scl), not both")
-    if not scl and not exolabs:
-        raise LabelError("no label source: give --exolabs FILE (optionally --cloudprob / --s2cloudless / --water) or --scl")
+    if not scl and not exolabs and not rules:
+        raise LabelError("no label source: give --exolabs FILE (optionally --cloudprob / --s2cloudless / --water), --scl or --rules")
     if scl is True:
         if not t.product_path:
             raise LabelError(f"{target}: no source product known for its SCL; give --scl PATH")
@@ -411,7 +447,8 @@ def build_labels(
         with rasterio.open(cloudprob) as src:
             stats_max = float(np.nanmax(src.read(1, out_shape=(min(src.height, 256), min(src.width, 256)))))
         prob_scale = 100.0 if stats_max > 1.0 else 1.0
-    source = "scl" if scl else ("exolabs+s2cloudless" if coarse is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
+    rule_source = _rule_source(target, t) if rules else None
+    source = "rules" if rules else "scl" if scl else ("exolabs+s2cloudless" if coarse is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
     if source == "scl" and (cloudprob or water or s2cloudless):
         raise LabelError("--scl maps the scene classification alone; --cloudprob/--s2cloudless/--water apply to ExoLabs")
     report = LabelReport(out, source, date=t.date, reprojected=reprojected)
@@ -425,7 +462,9 @@ def build_labels(
             shape = (rows, w)
             image_ok = t.valid_rows(r0, rows)
             uncovered = np.zeros(shape, bool)
-            if source == "scl":
+            if rule_source is not None:
+                classes = rule_source(r0, rows)
+            elif source == "scl":
                 vals, ok = read_layer(scl, t.crs, tr, shape, Resampling.nearest)
                 classes = scl_to_classes(np.where(ok, vals, 0).astype(np.int64))
             else:

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from nimbus.errors import NimbusError
+from nimbus.errors import MissingBandError, NimbusError
 
 __all__ = [
     "CLASS_ORDER",
@@ -73,7 +73,7 @@ __all__ = [
     "snowline",
 ]
 
-CLOUD, GROUND, SNOW, WATER, NODATA = 0, 1, 2, 3, 255
+NODATA = 255  # class value of pixels without data
 
 #: Output order of :func:`probabilities` (the Nimbus class values 0..3).
 CLASS_ORDER: tuple[str, ...] = ("cloud", "ground", "snow", "water")
@@ -275,7 +275,7 @@ def _as_bands(
         src = {str(n): arr[i] for i, n in enumerate(bands)}
     missing = [n for n in REQUIRED_BANDS if n not in src]
     if missing:
-        raise NimbusError(f"rules: missing band(s) {', '.join(missing)}; the rules need {', '.join(REQUIRED_BANDS)}")
+        raise MissingBandError(f"rules: missing band(s) {', '.join(missing)}; the rules need {', '.join(REQUIRED_BANDS)}")
     out: dict[str, np.ndarray] = {}
     shape = np.shape(src["B02"])
     for n in RULE_BANDS:
@@ -433,7 +433,8 @@ def classify(
         (H, W) uint8 class map.
 
     Raises:
-        NimbusError: when a required band is missing or the shapes differ.
+        MissingBandError: when a required band is missing.
+        NimbusError: when the input is not a band dict / (C, H, W) array with names, or shapes differ.
     """
     b = _as_bands(reflectance, bands, scale)
     p = probabilities(b, altitude=altitude, valid=valid)
@@ -468,12 +469,12 @@ def rules_labels(
         (h, w) uint8 classes, 255 where the product has no data.
 
     Raises:
-        NimbusError: when the product lacks a required band.
+        MissingBandError: when the product lacks a required band.
     """
     have = set(product.bands)
     missing = [n for n in REQUIRED_BANDS if n not in have]
     if missing:
-        raise NimbusError(
+        raise MissingBandError(
             f"{getattr(product, 'path', 'product')}: rules labels need bands {', '.join(REQUIRED_BANDS)}; missing {', '.join(missing)}"
         )
     names = [n for n in RULE_BANDS if n in have and (cirrus or n != "B10")]

@@ -54,3 +54,16 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     assert res.returncode != 0 and "Traceback" not in res.stderr and "broken.zip" in res.stderr
     res = run_cli("synthetic", str(tmp_path), "--size", "100")
     assert res.returncode != 0 and "Traceback" not in res.stderr and "multiple of 6" in res.stderr
+
+
+def test_segment_with_the_shipped_rules_model_runs_on_l2a(tmp_path, synthetic_l2a_zip) -> None:
+    res = run_cli("segment", str(synthetic_l2a_zip.path), "--model", "rules", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    (m,) = tmp_path.glob("*_nimbus-rules-v1_classes.tif")
+    res = run_cli("evaluate", str(m), str(synthetic_l2a_zip.truth_path), "--json")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    assert json.loads(res.stdout)["accuracy"] > 0.75
+    res = run_cli("segment", str(synthetic_l2a_zip.path), "--model", "rulez")
+    assert res.returncode == 1 and "rules" in res.stderr

@@ -283,3 +283,26 @@ def test_pixels_without_aux_values_get_no_class(stack: Path, tmp_path: Path) -> 
     rep = build_labels(folder, exolabs=inp["exolabs"])
     got, _ = _classes(rep.path)
     assert (got[:, w // 2 :] == NODATA).all() and (got[:, : w // 2] != NODATA).any()
+
+
+def test_rule_labels_from_product_and_from_arrays_agree(tmp_path, synthetic_l2a_zip) -> None:
+    """`nimbus labels --rules`: the same labels from the product and from its arrays; they match the truth mostly."""
+    import rasterio
+
+    from nimbus.arrays import build_arrays
+    from nimbus.errors import LabelError
+    from nimbus.labels import build_labels
+
+    rep = build_labels(synthetic_l2a_zip.path, out=tmp_path / "p.tif", rules=True, res=20)
+    folder, _ = build_arrays(synthetic_l2a_zip.path, tmp_path / "arrays", res=20)
+    rep2 = build_labels(folder, rules=True)
+    assert rep.source == rep2.source == "rules"
+    with rasterio.open(rep.path) as a, rasterio.open(rep2.path) as b:
+        la, lb = a.read(1), b.read(1)
+        assert a.tags()["label_source"] == "rules"
+    np.testing.assert_array_equal(la, lb)
+    truth = np.asarray(synthetic_l2a_zip.truth)[::2, ::2]
+    ok = (truth != 255) & (la != 255)
+    assert (la[ok] == truth[ok]).mean() > 0.75, "rules labels agree with the generator's truth on most pixels"
+    with pytest.raises(LabelError, match="cannot be combined"):
+        build_labels(folder, rules=True, scl=True)
