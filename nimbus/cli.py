@@ -717,6 +717,12 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         print("nimbus: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # not raised on purpose: still one line; --debug shows where
+        if debug:
+            traceback.print_exception(exc)
+        hint = "" if debug else " (run with --debug for the traceback)"
+        print(f"nimbus: error: {explain(exc)}{hint}", file=sys.stderr)
+        sys.exit(1)
     return None
 
 

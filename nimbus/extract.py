@@ -53,6 +53,7 @@ __all__ = [
 _CHUNK = 1 << 20
 _OWNER = ".nimbus-extract.pid"
 _MTD = re.compile(r"(^|/)(MTD_MSIL(1C|2A)\.xml|S2[A-D]_(OPER|USER)_MTD_SAF[A-Z0-9]*_.*\.xml)$", re.IGNORECASE)
+_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}  # what zipfile decompresses
 _TILE = re.compile(r"(?:^|[_/])T(\d{2}[C-HJ-NP-X][A-HJ-NP-Z]{2})(?=[_./]|$)")
 
 
@@ -126,6 +127,18 @@ def _check_name(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath:
     return pure
 
 
+def _check_readable(info: zipfile.ZipInfo, archive: Path) -> None:
+    """Refuse an entry ``zipfile`` cannot decompress (encrypted, patched data, an unsupported method)."""
+    if info.flag_bits & 0x61:  # bit 0 encrypted, bit 5 compressed patched data, bit 6 strong encryption
+        raise ExtractError(f"{archive}: entry {info.filename!r} is encrypted or patched (zip flags {info.flag_bits:#x}); archive refused")
+    if info.compress_type not in _METHODS:
+        method = zipfile.compressor_names.get(info.compress_type, "unknown")
+        raise ExtractError(
+            f"{archive}: entry {info.filename!r} uses compression method {info.compress_type} ({method}), which cannot be "
+            "decompressed (only store, deflate, bzip2, lzma); archive refused"
+        )
+
+
 def inspect_archive(path: str | os.PathLike[str], limits: ExtractLimits = ExtractLimits()) -> ArchiveInfo:
     """Check an archive's listing (zip-slip, zip bomb) and find its product id and tile.
 
@@ -138,7 +151,8 @@ def inspect_archive(path: str | os.PathLike[str], limits: ExtractLimits = Extrac
 
     Raises:
         CorruptArchiveError: the file is not a readable zip archive.
-        ExtractError: unsafe entries, a zip bomb, or no Sentinel-2 metadata inside.
+        ExtractError: unsafe entries, a zip bomb, entries that cannot be decompressed, or no Sentinel-2
+            metadata inside.
     """
     path = Path(path)
     try:
@@ -171,14 +185,17 @@ def inspect_archive(path: str | os.PathLike[str], limits: ExtractLimits = Extrac
         if not mtd:
             raise ExtractError(f"{path}: no Sentinel-2 product metadata (MTD_MSIL1C.xml, MTD_MSIL2A.xml) inside; not a product")
         prefix = mtd[0].rsplit("/", 1)[0] + "/" if "/" in mtd[0] else ""
-        top = prefix.rstrip("/").rsplit("/", 1)[-1]
+        for info in infos:
+            if info.filename.replace("\\", "/").startswith(prefix):
+                _check_readable(info, path)
+        top = PurePosixPath(prefix).name  # empty for ./
         product_id = top if top.upper().endswith(".SAFE") else ""
         if not product_id:
             try:
                 from nimbus.metadata import parse_product_metadata
 
                 uri = parse_product_metadata(zf.read(mtd[0]), name=f"{path}!{mtd[0]}").product_uri
-            except (NimbusError, KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ImportError):
+            except (NimbusError, KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ImportError, RuntimeError, NotImplementedError):
                 uri = ""
             # old "OPER" products may name a granule in PRODUCT_URI: only a product name will do
             if re.search(r"_(MSIL1C|MSIL2A|PRD_MSIL1C|PRD_MSIL2A)_", uri):
@@ -186,8 +203,8 @@ def inspect_archive(path: str | os.PathLike[str], limits: ExtractLimits = Extrac
         if not product_id:
             product_id = top or path.name.removesuffix(".zip")
         product_id = product_id.removesuffix(".SAFE")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", product_id):
-            raise ExtractError(f"{path}: product id {product_id!r} is not a plain name; archive refused")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", product_id) or product_id in (".", ".."):
+            raise ExtractError(f"{path}: product id {product_id[:80]!r} is not a plain name of at most 200 characters; archive refused")
         tiles = sorted({m.group(1) for n in names if n.startswith(prefix) for m in [_TILE.search(n[len(prefix):])] if m})
         tile_in_id = _TILE.search(product_id)
         if tile_in_id:
@@ -321,7 +338,7 @@ def extract_product(
                         transcode_to_cog(jp2, jp2.with_suffix(".tif"))
                         jp2.unlink()
             (tmp / _OWNER).unlink()
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:  # a damaged local header
         raise CorruptArchiveError(f"{archive}: corrupt or truncated archive ({exc}); download it again") from exc
     except OSError as exc:
         if isinstance(exc, NimbusError):

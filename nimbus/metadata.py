@@ -177,7 +177,7 @@ class _Doc:
         self.source = source
         try:
             self.root = ET.fromstring(data)
-        except ET.ParseError as exc:
+        except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError/ValueError: unknown or multi-byte encoding
             raise MetadataError(f"{source}: metadata XML cannot be parsed ({exc}); the file is damaged or truncated") from exc
         self.index: dict[str, list[ET.Element]] = {}
         for el in self.root.iter():
@@ -210,6 +210,34 @@ class _Doc:
                     if el.text and el.text.strip():
                         return el.text.strip()
         return None
+
+
+def _time(doc: _Doc, *names: str) -> datetime | None:
+    """The first of ``names`` present, as an aware UTC time (``MetadataError`` naming the element when malformed)."""
+    for name in names:
+        text = doc.text(name)
+        if text is not None:
+            try:
+                return parse_time(text)
+            except (ValueError, OverflowError) as exc:
+                raise MetadataError(f"{doc.source}: <{name}> {text[:60]!r} is not an ISO-8601 time ({exc})") from exc
+    return None
+
+
+def _band_of(el: ET.Element, band_id: str, source: str) -> str:
+    """The band name of a ``bandId``/``band_id`` attribute (``MetadataError`` naming the element when not 0..12)."""
+    try:
+        return band_from_id(band_id)
+    except (IndexError, ValueError) as exc:
+        raise MetadataError(f"{source}: <{_local(el.tag)}> has band id {band_id[:20]!r}, expected 0..{len(BANDS) - 1}") from exc
+
+
+def _number(el: ET.Element, text: str | None, source: str, kind: type = float) -> Any:
+    """``kind(text)`` of an element's value (``MetadataError`` naming the element when not a finite number)."""
+    try:
+        return int(float(text)) if kind is int else float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MetadataError(f"{source}: <{_local(el.tag)}> value {str(text)[:30]!r} is not a number") from exc
 
 
 def _level_from_root(root_name: str, source: str) -> str:
@@ -274,7 +302,7 @@ def _product_from_doc(doc: _Doc) -> ProductMetadata:
             bid = el.get("band_id", el.get("bandId"))
             if bid is None or not el.text:
                 continue
-            offsets[band_from_id(bid)] = float(el.text.strip())
+            offsets[_band_of(el, bid, src)] = _number(el, el.text.strip(), src)
     from_md = bool(offsets)
     default = -1000.0 if baseline_has_offsets(baseline) else 0.0
     offsets = {b: offsets.get(b, default if not from_md else 0.0) for b in BANDS}
@@ -287,9 +315,9 @@ def _product_from_doc(doc: _Doc) -> ProductMetadata:
             elif _local(child.tag) == "SPECIAL_VALUE_INDEX":
                 idx = (child.text or "").strip()
         if txt == "NODATA" and idx:
-            nodata = int(float(idx))
+            nodata = _number(sv, idx, src, int)
         elif txt == "SATURATED" and idx:
-            saturated = int(float(idx))
+            saturated = _number(sv, idx, src, int)
     resolutions: dict[str, int] = {}
     for si in doc.all("Spectral_Information"):
         pb = si.get("physicalBand")
@@ -297,10 +325,10 @@ def _product_from_doc(doc: _Doc) -> ProductMetadata:
             if _local(child.tag) == "RESOLUTION" and pb and child.text:
                 try:
                     resolutions[normalise_band(pb)] = int(float(child.text))
-                except ValueError:
+                except (ValueError, OverflowError):
                     pass
     images = [el.text.strip() for el in doc.all("IMAGE_FILE") + doc.all("IMAGE_ID") if el.text and el.text.strip()]
-    sensing = parse_time(doc.text("PRODUCT_START_TIME") or doc.text("DATATAKE_SENSING_START"))
+    sensing = _time(doc, "PRODUCT_START_TIME", "DATATAKE_SENSING_START")
     cc = doc.number("Cloud_Coverage_Assessment")
     return ProductMetadata(
         source=src,
@@ -349,10 +377,13 @@ def _tile_from_doc(doc: _Doc) -> TileMetadata:
     m = re.search(r"(\d+)\s*$", code)
     if not m:
         raise MetadataError(f"{src}: no HORIZONTAL_CS_CODE (tile CRS) in the tile metadata")
-    epsg = int(m.group(1))
+    try:
+        epsg = int(m.group(1))
+    except ValueError as exc:  # more digits than int() converts
+        raise MetadataError(f"{src}: HORIZONTAL_CS_CODE {code[:30]!r}... is not an EPSG code") from exc
     sizes: dict[int, tuple[int, int]] = {}
     for el in doc.all("Size"):
-        res = int(float(el.get("resolution", "0")))
+        res = _number(el, el.get("resolution", "0"), src, int)
         vals = {_local(c.tag): c.text for c in el}
         try:
             sizes[res] = (int(vals["NROWS"]), int(vals["NCOLS"]))  # type: ignore[arg-type]
@@ -360,7 +391,7 @@ def _tile_from_doc(doc: _Doc) -> TileMetadata:
             raise MetadataError(f"{src}: malformed <Size resolution={res}>") from exc
     geo: dict[int, tuple[float, float, float, float]] = {}
     for el in doc.all("Geoposition"):
-        res = int(float(el.get("resolution", "0")))
+        res = _number(el, el.get("resolution", "0"), src, int)
         vals = {_local(c.tag): c.text for c in el}
         try:
             geo[res] = (float(vals["ULX"]), float(vals["ULY"]), float(vals["XDIM"]), float(vals["YDIM"]))  # type: ignore[arg-type]
@@ -378,14 +409,14 @@ def _tile_from_doc(doc: _Doc) -> TileMetadata:
         vals = {_local(c.tag): c.text for c in el}
         bid = el.get("bandId")
         if bid is not None:
-            views[band_from_id(bid)] = (_float(vals.get("ZENITH_ANGLE")) or float("nan"), _float(vals.get("AZIMUTH_ANGLE")) or float("nan"))
+            views[_band_of(el, bid, src)] = (_float(vals.get("ZENITH_ANGLE")) or float("nan"), _float(vals.get("AZIMUTH_ANGLE")) or float("nan"))
     return TileMetadata(
         source=src,
         level=level,
         baseline=_baseline_from_name(tile_id),
         tile_id=tile_id,
         tile=tile_from_name(tile_id),
-        sensing_time=parse_time(doc.text("SENSING_TIME")),
+        sensing_time=_time(doc, "SENSING_TIME"),
         epsg=epsg,
         crs_name=doc.text("HORIZONTAL_CS_NAME") or "",
         sizes=sizes,

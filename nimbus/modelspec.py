@@ -294,12 +294,12 @@ class ModelSpec:
             raw = meta[full]
             try:
                 return json.loads(raw) if isinstance(raw, str) else raw
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, nesting too deep
                 raise ModelError(f"model{where}: metadata key {full!r} is not valid JSON ({exc}): {raw!r}") from exc
 
         try:
             fmt = int(get("format_version", FORMAT_VERSION))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"model{where}: 'nimbus.format_version' is not an integer") from exc
         if fmt > FORMAT_VERSION:
             raise ModelError(
@@ -311,7 +311,7 @@ class ModelSpec:
         else:
             try:
                 classes = tuple(ClassInfo(int(c["value"]), str(c["name"]), tuple(int(x) for x in c["color"])) for c in raw_classes)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise ModelError(f"model{where}: 'nimbus.classes' must be a list of {{value, name, color}}: {exc}") from exc
         channels = get("channels")
         n = len(channels) if isinstance(channels, list) else 0
@@ -334,7 +334,7 @@ class ModelSpec:
                 description=str(get("description", "")),
                 source=source,
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"model{where}: malformed Nimbus metadata: {exc}") from exc
 
     @classmethod

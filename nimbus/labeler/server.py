@@ -188,14 +188,17 @@ def create_app(samples_dir: str | os.PathLike[str]) -> Any:
     @app.put("/api/samples/<sid>/label")
     def put_label(sid: str) -> Any:
         s = known(sid)
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # JSON nested too deep: as malformed as any other
+            body = None
         if not isinstance(body, dict):
             abort(400, description="the body must be JSON: {revision, width, height, data (base64 uint8)}")
         try:
             revision = int(body["revision"])
             width, height = int(body["width"]), int(body["height"])
             raw = base64.b64decode(str(body["data"]), validate=True)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
             abort(400, description=f"malformed label request for sample {sid}: {exc}")
         if (height, width) != s.shape:
             abort(400, description=f"label shape ({height}, {width}) does not match sample {sid}'s {s.shape}")
@@ -218,7 +221,10 @@ def create_app(samples_dir: str | os.PathLike[str]) -> Any:
         joined = safe_join(str(samples.root), subpath)
         if joined is None:
             abort(403, description="path outside the samples folder refused")
-        path = Path(joined).resolve()
+        try:
+            path = Path(joined).resolve()
+        except (OSError, ValueError):  # ValueError: a NUL byte in the path
+            abort(404, description=f"no file {subpath!r} in the samples folder")
         if samples.root not in path.parents or not path.is_file() or path.name.startswith("."):
             abort(404, description=f"no file {subpath!r} in the samples folder")
         return send_file(path)
