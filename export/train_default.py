@@ -61,7 +61,7 @@ HELDOUT = [
 #: The model's input: the 12 bands of both levels (no B10, no auxiliary layer).
 CHANNELS = "B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12"
 #: Training options (passed to `nimbus train`).
-TRAIN_OPTS = dict(model="segnet", epochs=8, batch=12, patch=128, lr=2e-3, patches_per_epoch=480, dropout=0.2, seed=0, channels=CHANNELS, resolution=20)
+TRAIN_OPTS = dict(model="segnet", epochs=16, batch=12, patch=128, lr=2e-3, patches_per_epoch=960, dropout=0.2, seed=0, channels=CHANNELS, resolution=20)
 
 #: Truth class -> SCL code that `nimbus labels --scl` maps back to that class.
 TRUTH_TO_SCL = {0: 9, 1: 4, 2: 11, 3: 6, 255: 0}

@@ -165,6 +165,8 @@ def inspect_archive(path: str | os.PathLike[str], limits: ExtractLimits = Extrac
             raise ExtractError(f"{path}: {len(infos)} entries exceed the limit of {limits.max_entries}; archive refused")
         total = 0
         for info in infos:
+            if not info.filename:  # zipfile cuts a name at its first NUL byte
+                raise CorruptArchiveError(f"{path}: an entry has an empty name; the archive is corrupt, download it again")
             _check_name(info, path)
             total += info.file_size
             if (

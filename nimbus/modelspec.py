@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,6 +151,8 @@ class ModelSpec:
                 f"model metadata{where}: {n} channels but {len(self.mean)} means and {len(self.std)} stds; "
                 "give one mean and one std per channel"
             )
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ModelError(f"model metadata{where}: every mean and std must be a finite number, got {list(self.mean)} / {list(self.std)}")
         if any(not s > 0 for s in self.std):
             raise ModelError(f"model metadata{where}: every std must be > 0, got {list(self.std)}")
         if not self.classes:
