@@ -108,13 +108,16 @@ def validate_label(label: Any, shape: tuple[int, int], where: str = "label") -> 
     Raises:
         LabelError: wrong number of dimensions, wrong shape, non-integral or unknown class values.
     """
-    arr = np.asarray(label)
+    try:
+        arr = np.asarray(label)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise LabelError(f"{where}: a label must be a rectangular 2-D array of class values ({exc})") from exc
     if arr.ndim != 2:
         raise LabelError(f"{where}: a label must be 2-D (height, width), got shape {arr.shape}")
     if tuple(arr.shape) != tuple(shape):
         raise LabelError(f"{where}: label shape {tuple(arr.shape)} does not match the sample's {tuple(shape)}")
     if arr.dtype.kind not in "iub":
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2**31):
             arr = arr.astype(np.int64)
         else:
             raise LabelError(f"{where}: label values must be integers, got dtype {arr.dtype}")

@@ -93,3 +93,13 @@ def test_bad_manifest_and_ids(tmp_path) -> None:
     with pytest.raises(LabelError, match="unsafe sample id"):
         Sample.from_dict({"id": "../x", "product_id": "p", "window": [0, 0, 2, 2]})
     assert sample_id("a/b..c", (5, 7, 2, 2)) == "a-b..c__r00007_c00005"
+
+
+def test_validate_label_refuses_ragged_and_huge_values() -> None:
+    from nimbus.errors import LabelError
+    from nimbus.samples import validate_label
+
+    with pytest.raises(LabelError, match="rectangular"):
+        validate_label([[1, 2], [3]], (2, 2))
+    with pytest.raises(LabelError, match="integers"):
+        validate_label([[1e300, 0], [0, 0]], (2, 2))
