@@ -258,3 +258,37 @@ def test_two_processes_on_one_output_do_the_work_once(tmp_path: Path, model: Pat
     assert any("nimbus: waiting: pid" in e for _, e in results), "the second process waited on the lock"
     assert _finals(out) and all(is_valid(p) for p in _finals(out))
     assert not list(out.glob(".*.lock"))
+
+
+# ----------------------------------------------------------------------------- a really full filesystem (root only)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 160 kB tmpfs mounted for the test (root only; skipped elsewhere)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_segment_and_arrays_on_a_full_tmpfs(small_fs: Path, model: Path, products: list[Path]) -> None:
+    out = small_fs / "maps"
+    res = _cli("segment", products[0], "--model", model, "--out", out, "--probabilities", "float16", "--uncertainty", "--quicklook")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "No space left" in res.stderr or "disk" in res.stderr, res.stderr
+    assert _all_or_nothing(out) == "none" and not list(out.glob(".*"))
+    arrays = small_fs / "arrays"
+    res = _cli("arrays", products[0], arrays, "--res", 10)  # 13 x 240 x 240 x 2 bytes: far beyond 160 kB
+    assert res.returncode == 1 and "Traceback" not in res.stderr and res.returncode != -7, res.stderr  # not SIGBUS
+    assert _finals(arrays) == []
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_fs)], check=True)
+    res = _cli("segment", products[0], "--model", model, "--out", out, "--probabilities", "float16", "--uncertainty", "--quicklook")
+    assert res.returncode == 0 and _all_or_nothing(out) == "all", res.stderr
+    res = _cli("arrays", products[0], arrays, "--res", 10)
+    assert res.returncode == 0, res.stderr
+    validate_path(_finals(arrays)[0])
