@@ -17,7 +17,8 @@ The accumulation is two steps per strip of rows:
    no data.
 
 :func:`accumulate_reference` / :func:`finalize_reference` are the plain numpy definitions the
-kernels are tested against. :func:`cuda_accumulate` / :func:`cuda_finalize` do the same on device
+kernels are tested against. :class:`HostBlender` is the segmenter's strip accumulator built on the
+two kernels (:class:`nimbus.blend_cuda.CudaBlender` is its GPU twin). :func:`cuda_accumulate` / :func:`cuda_finalize` do the same on device
 arrays with the numba.cuda kernels of :mod:`nimbus.blend_cuda` (tested on CPU through ``NUMBA_ENABLE_CUDASIM=1``).
 """
 
@@ -28,14 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "accumulate",
-    "accumulate_reference",
-    "cuda_accumulate",
-    "cuda_finalize",
-    "finalize",
-    "finalize_reference",
-]
+__all__ = ["HostBlender", "accumulate", "accumulate_reference", "cuda_accumulate", "cuda_finalize", "finalize", "finalize_reference"]
 
 
 def _kernels() -> Any:
@@ -186,3 +180,50 @@ def cuda_finalize(acc: Any, wsum: Any, valid: Any, class_values: Any, classes: A
     want = entropy is not None
     ent = entropy if want else cuda.device_array((1, 1), np.float32)
     _cuda().finalize_kernel[grid, tpb, stream](acc, wsum, valid, class_values, classes, ent, want)
+
+
+class HostBlender:
+    """Strip accumulator on the host (C++ kernels): one reused buffer of ``capacity`` rows.
+
+    Rows ``[start, start + used)`` of the raster are held in buffer rows ``[0, used)``; finished
+    rows are finalised in place, then the rows still open move to the top (no reallocation).
+    """
+
+    def __init__(self, k: int, width: int, class_values: tuple[int, ...], threads: int, capacity: int) -> None:
+        self.k, self.width, self.threads = k, width, threads
+        self.class_values = class_values
+        self.start = 0
+        self.used = 0
+        self.acc = np.zeros((k, capacity, width), np.float32)
+        self.wsum = np.zeros((capacity, width), np.float32)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.used
+
+    def extend(self, end: int) -> None:
+        need = end - self.start
+        if need > self.wsum.shape[0]:  # not expected (capacity = window height), but stay correct
+            acc = np.zeros((self.k, need, self.width), np.float32)
+            wsum = np.zeros((need, self.width), np.float32)
+            acc[:, : self.used], wsum[: self.used] = self.acc[:, : self.used], self.wsum[: self.used]
+            self.acc, self.wsum = acc, wsum
+        self.used = max(self.used, need)
+
+    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
+        accumulate(self.acc, self.wsum, probs, weights, [r - self.start for r in rows], cols, self.threads)
+
+    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
+        n = end - self.start
+        ent = np.empty((n, self.width), np.float32) if want_entropy else None
+        classes = finalize(self.acc, self.wsum, valid, self.class_values, ent, self.threads)
+        probs = self.acc[:, :n].copy() if want_probs else None
+        carry = self.used - n
+        if carry > 0:  # numpy copes with the overlap when carry > n
+            self.acc[:, :carry] = self.acc[:, n : n + carry]
+            self.wsum[:carry] = self.wsum[n : n + carry]
+        self.acc[:, max(carry, 0) : self.used] = 0
+        self.wsum[max(carry, 0) : self.used] = 0
+        self.used = max(carry, 0)
+        self.start = end
+        return classes, probs, ent

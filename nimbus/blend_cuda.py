@@ -1,6 +1,7 @@
 """numba.cuda kernels of the probability blending (see :mod:`nimbus.blend` for the interface).
 
-Kept apart from :mod:`nimbus.blend` so the CPU path never imports ``numba.cuda``. Both kernels run
+Kept apart from :mod:`nimbus.blend` so the CPU path never imports ``numba.cuda``. :class:`CudaBlender`
+is the strip accumulator of the GPU path (the device twin of :class:`nimbus.blend.HostBlender`). Both kernels run
 on CPU through numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how they are tested
 on machines without a GPU.
 
@@ -14,10 +15,14 @@ on machines without a GPU.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 from numba import cuda, float32
 
-__all__ = ["accumulate_kernel", "finalize_kernel"]
+from nimbus.blend import cuda_accumulate, cuda_finalize
+
+__all__ = ["CudaBlender", "accumulate_kernel", "finalize_kernel"]
 
 
 @cuda.jit
@@ -67,3 +72,72 @@ def finalize_kernel(acc, wsum, valid, class_values, classes, entropy, want_entro
     classes[y, x] = class_values[best]
     if want_entropy:
         entropy[y, x] = hsum
+
+
+def _zero(acc: Any, wsum: Any) -> None:  # pragma: no cover - device helper
+    acc.copy_to_device(np.zeros(acc.shape, np.float32))
+    wsum.copy_to_device(np.zeros(wsum.shape, np.float32))
+
+
+class CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in the CUDA simulator
+    """Strip accumulator on the GPU (numba.cuda kernels reading onnxruntime's device outputs)."""
+
+    def __init__(self, k: int, width: int, class_values: tuple[int, ...]) -> None:
+        from numba import cuda
+
+        self.cuda = cuda
+        self.k, self.width = k, width
+        self.class_values = cuda.to_device(np.asarray(class_values, np.uint8))
+        self.start = 0
+        self.acc = cuda.device_array((k, 0, width), np.float32)
+        self.wsum = cuda.device_array((0, width), np.float32)
+        self._weights: dict[tuple[int, int], Any] = {}
+
+    @property
+    def end(self) -> int:
+        return self.start + self.wsum.shape[0]
+
+    def _realloc(self, start: int, end: int) -> None:
+        cuda = self.cuda
+        n = end - start
+        acc = cuda.device_array((self.k, n, self.width), np.float32)
+        wsum = cuda.device_array((n, self.width), np.float32)
+        if n:
+            _zero(acc, wsum)
+        keep = max(0, min(self.end, end) - start)
+        if keep:
+            off = start - self.start
+            for c in range(self.k):
+                acc[c, :keep].copy_to_device(self.acc[c, off : off + keep])
+            wsum[:keep].copy_to_device(self.wsum[off : off + keep])
+        self.acc, self.wsum, self.start = acc, wsum, start
+
+    def extend(self, end: int) -> None:
+        if end > self.end:
+            self._realloc(self.start, end)
+
+    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
+        key = weights.shape
+        if key not in self._weights:
+            self._weights[key] = self.cuda.to_device(np.ascontiguousarray(weights, np.float32))
+        r = self.cuda.to_device(np.asarray([x - self.start for x in rows], np.int64))
+        c = self.cuda.to_device(np.asarray(cols, np.int64))
+        if isinstance(probs, np.ndarray):
+            probs = self.cuda.to_device(np.ascontiguousarray(probs))
+        cuda_accumulate(self.acc, self.wsum, probs, self._weights[key], r, c)
+        # onnxruntime may reuse the output memory on its own stream once released: finish reading it
+        self.cuda.synchronize()
+
+    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
+        cuda = self.cuda
+        n = end - self.start
+        acc = cuda.device_array((self.k, n, self.width), np.float32)
+        for c in range(self.k):
+            acc[c].copy_to_device(self.acc[c, :n])
+        wsum = self.wsum[:n]
+        classes = cuda.device_array((n, self.width), np.uint8)
+        ent = cuda.device_array((n, self.width), np.float32) if want_entropy else None
+        cuda_finalize(acc, wsum, cuda.to_device(np.ascontiguousarray(valid, np.uint8)), self.class_values, classes, ent)
+        out = (classes.copy_to_host(), acc.copy_to_host() if want_probs else None, ent.copy_to_host() if ent is not None else None)
+        self._realloc(end, max(end, self.end))
+        return out

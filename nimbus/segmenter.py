@@ -35,13 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from nimbus import blend
+from nimbus.blend import HostBlender
 from nimbus.errors import ModelError, NimbusWarning, UsageError
 from nimbus.modelspec import NODATA_CLASS, ModelSpec
 from nimbus.session import Session
+from nimbus.tta import D4
 from nimbus.windows import WEIGHT_KINDS, WindowLayout, window_weights
 
-__all__ = ["AUX_COVERAGE_WARNING", "D4", "SegmentResult", "Segmenter", "check_options", "gdal_cache", "output_paths"]
+__all__ = ["AUX_COVERAGE_WARNING", "SegmentResult", "Segmenter", "check_options", "gdal_cache", "output_paths"]
 
 #: An auxiliary layer covering less than this share of a product is reported (its pixels are no data elsewhere).
 AUX_COVERAGE_WARNING: float = 0.95
@@ -50,26 +51,6 @@ AUX_COVERAGE_WARNING: float = 0.95
 RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 #: Receiver of finished rows: ``(r0, classes (h, W), probabilities (K, h, W) | None, entropy (h, W) | None)``.
 RowSink = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
-
-
-def _d4(k: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """Transform ``k`` (0..7) of the dihedral group on the last two axes, and its inverse."""
-    rot, flip = k % 4, k >= 4
-
-    def fwd(a: np.ndarray) -> np.ndarray:
-        if flip:
-            a = a[..., ::-1]
-        return np.rot90(a, rot, axes=(-2, -1))
-
-    def inv(a: np.ndarray) -> np.ndarray:
-        a = np.rot90(a, -rot, axes=(-2, -1))
-        return a[..., ::-1] if flip else a
-
-    return fwd, inv
-
-
-#: The 8 transforms of the dihedral group D4 as ``(forward, inverse)`` pairs; 0 is the identity.
-D4: tuple[tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]], ...] = tuple(_d4(k) for k in range(8))
 
 
 @dataclass
@@ -241,120 +222,10 @@ class _RowChunks:
             out[:, o : o + b - a] = data[:, a:b, x0:x1]
 
 
-class _HostBlender:
-    """Strip accumulator on the host (C++ kernels): one reused buffer of ``capacity`` rows.
+def _cuda_blender(k: int, width: int, class_values: tuple[int, ...]) -> Any:  # pragma: no cover - GPU path
+    from nimbus.blend_cuda import CudaBlender
 
-    Rows ``[start, start + used)`` of the raster are held in buffer rows ``[0, used)``; finished
-    rows are finalised in place, then the rows still open move to the top (no reallocation).
-    """
-
-    def __init__(self, k: int, width: int, class_values: tuple[int, ...], threads: int, capacity: int) -> None:
-        self.k, self.width, self.threads = k, width, threads
-        self.class_values = class_values
-        self.start = 0
-        self.used = 0
-        self.acc = np.zeros((k, capacity, width), np.float32)
-        self.wsum = np.zeros((capacity, width), np.float32)
-
-    @property
-    def end(self) -> int:
-        return self.start + self.used
-
-    def extend(self, end: int) -> None:
-        need = end - self.start
-        if need > self.wsum.shape[0]:  # not expected (capacity = window height), but stay correct
-            acc = np.zeros((self.k, need, self.width), np.float32)
-            wsum = np.zeros((need, self.width), np.float32)
-            acc[:, : self.used], wsum[: self.used] = self.acc[:, : self.used], self.wsum[: self.used]
-            self.acc, self.wsum = acc, wsum
-        self.used = max(self.used, need)
-
-    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
-        blend.accumulate(self.acc, self.wsum, probs, weights, [r - self.start for r in rows], cols, self.threads)
-
-    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
-        n = end - self.start
-        ent = np.empty((n, self.width), np.float32) if want_entropy else None
-        classes = blend.finalize(self.acc, self.wsum, valid, self.class_values, ent, self.threads)
-        probs = self.acc[:, :n].copy() if want_probs else None
-        carry = self.used - n
-        if carry > 0:  # numpy copes with the overlap when carry > n
-            self.acc[:, :carry] = self.acc[:, n : n + carry]
-            self.wsum[:carry] = self.wsum[n : n + carry]
-        self.acc[:, max(carry, 0) : self.used] = 0
-        self.wsum[max(carry, 0) : self.used] = 0
-        self.used = max(carry, 0)
-        self.start = end
-        return classes, probs, ent
-
-
-def _cuda_zero(acc: Any, wsum: Any) -> None:  # pragma: no cover - device helper
-    acc.copy_to_device(np.zeros(acc.shape, np.float32))
-    wsum.copy_to_device(np.zeros(wsum.shape, np.float32))
-
-
-class _CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in the CUDA simulator
-    """Strip accumulator on the GPU (numba.cuda kernels reading onnxruntime's device outputs)."""
-
-    def __init__(self, k: int, width: int, class_values: tuple[int, ...]) -> None:
-        from numba import cuda
-
-        self.cuda = cuda
-        self.k, self.width = k, width
-        self.class_values = cuda.to_device(np.asarray(class_values, np.uint8))
-        self.start = 0
-        self.acc = cuda.device_array((k, 0, width), np.float32)
-        self.wsum = cuda.device_array((0, width), np.float32)
-        self._weights: dict[tuple[int, int], Any] = {}
-
-    @property
-    def end(self) -> int:
-        return self.start + self.wsum.shape[0]
-
-    def _realloc(self, start: int, end: int) -> None:
-        cuda = self.cuda
-        n = end - start
-        acc = cuda.device_array((self.k, n, self.width), np.float32)
-        wsum = cuda.device_array((n, self.width), np.float32)
-        if n:
-            _cuda_zero(acc, wsum)
-        keep = max(0, min(self.end, end) - start)
-        if keep:
-            off = start - self.start
-            for c in range(self.k):
-                acc[c, :keep].copy_to_device(self.acc[c, off : off + keep])
-            wsum[:keep].copy_to_device(self.wsum[off : off + keep])
-        self.acc, self.wsum, self.start = acc, wsum, start
-
-    def extend(self, end: int) -> None:
-        if end > self.end:
-            self._realloc(self.start, end)
-
-    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
-        key = weights.shape
-        if key not in self._weights:
-            self._weights[key] = self.cuda.to_device(np.ascontiguousarray(weights, np.float32))
-        r = self.cuda.to_device(np.asarray([x - self.start for x in rows], np.int64))
-        c = self.cuda.to_device(np.asarray(cols, np.int64))
-        if isinstance(probs, np.ndarray):
-            probs = self.cuda.to_device(np.ascontiguousarray(probs))
-        blend.cuda_accumulate(self.acc, self.wsum, probs, self._weights[key], r, c)
-        # onnxruntime may reuse the output memory on its own stream once released: finish reading it
-        self.cuda.synchronize()
-
-    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
-        cuda = self.cuda
-        n = end - self.start
-        acc = cuda.device_array((self.k, n, self.width), np.float32)
-        for c in range(self.k):
-            acc[c].copy_to_device(self.acc[c, :n])
-        wsum = self.wsum[:n]
-        classes = cuda.device_array((n, self.width), np.uint8)
-        ent = cuda.device_array((n, self.width), np.float32) if want_entropy else None
-        blend.cuda_finalize(acc, wsum, cuda.to_device(np.ascontiguousarray(valid, np.uint8)), self.class_values, classes, ent)
-        out = (classes.copy_to_host(), acc.copy_to_host() if want_probs else None, ent.copy_to_host() if ent is not None else None)
-        self._realloc(end, max(end, self.end))
-        return out
+    return CudaBlender(k, width, class_values)
 
 
 class Segmenter:
@@ -478,7 +349,7 @@ class Segmenter:
         weights = window_weights((wh, ww), self.weights)
         ys = layout.row_starts
         k = spec.num_classes
-        blender: Any = _CudaBlender(k, width, spec.class_values) if self._use_cuda else _HostBlender(k, width, spec.class_values, self.threads, wh)
+        blender: Any = _cuda_blender(k, width, spec.class_values) if self._use_cuda else HostBlender(k, width, spec.class_values, self.threads, wh)
         stats = {"read": 0.0, "infer": 0.0, "blend": 0.0, "write": 0.0, "windows": 0, "windows_skipped": 0}
         chunk = max(self.read_rows, 1)
         c = len(spec.channels)

@@ -10,7 +10,8 @@ from rasterio.windows import Window
 
 from nimbus.cli import main
 from nimbus.errors import ModelError
-from nimbus.segmenter import D4, Segmenter, output_paths
+from nimbus.segmenter import Segmenter, output_paths
+from nimbus.tta import D4
 
 RGBN = ("B02", "B03", "B04", "B08")
 
@@ -217,7 +218,7 @@ def test_cli_segment_continues_after_failure(models, tmp_path, capsys) -> None:
 
 
 def test_cuda_strip_blender_in_simulator(models) -> None:
-    """The GPU strip accumulator (_CudaBlender) gives the CPU result (numba CUDA simulator, subprocess)."""
+    """The GPU strip accumulator (nimbus.blend_cuda.CudaBlender) gives the CPU result (numba CUDA simulator, subprocess)."""
     import os
     import subprocess
     import sys
