@@ -98,6 +98,7 @@ setup(
     extras_require={
         "train": TRAIN,
         "gpu": ["onnxruntime-gpu>=1.17"],
+        "stac": ["pystac>=1.8", "pystac-client>=0.7"],  # nimbus search on STAC APIs; + planetary-computer to sign PC hrefs
         "test": TEST,
     },
     entry_points={"console_scripts": ["nimbus=nimbus.cli:main"]},

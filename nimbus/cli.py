@@ -42,6 +42,41 @@ class NimbusCLI:
 
         return open_product(path).describe()
 
+    def search(
+        self,
+        bbox: Any = None,
+        datetime: str | None = None,
+        tile: str | None = None,
+        cloud_cover: float | None = None,
+        collection: str | None = None,
+        catalog: str = "earth-search",
+        out: str | None = None,
+        limit: int = 100,
+    ) -> str:
+        """List Sentinel-2 items of a STAC API or a static catalogue (catalog.json on disk or over HTTP).
+
+        Args:
+            bbox: W,S,E,N in degrees.
+            datetime: an ISO date or interval, e.g. 2024-06-01/2024-06-30 (".." for an open end).
+            tile: an MGRS tile, e.g. 32TMS.
+            cloud_cover: maximum cloud cover in percent.
+            collection: collection id(s), comma-separated (default: the catalogue's Sentinel-2 L2A).
+            catalog: earth-search, planetary-computer, cdse, or the URL/path of a STAC API or catalog.json.
+            out: also write the items as an ItemCollection JSON (every command takes it; FILE#ID for one item).
+            limit: the most items listed.
+
+        Returns:
+            One line per item: id, date, tile, cloud cover, level.
+        """
+        from nimbus.search import format_table, search_items, write_items
+
+        items = search_items(bbox=bbox, datetime=datetime, tile=tile, cloud_cover=cloud_cover, collections=collection,
+                             catalog=catalog, limit=limit)  # fmt: skip
+        table = format_table(items)
+        if out:
+            table += f"\nwritten: {write_items(items, out)}"
+        return table
+
     def synthetic(
         self,
         out: str,
@@ -634,26 +669,13 @@ class NimbusCLI:
 
 
 def _products(value: Any) -> list[str]:
-    """Product paths from a CLI value: products, comma-separated, or folders holding products (2 levels)."""
-    from pathlib import Path
+    """Product references from a CLI value: products, comma-separated, or folders holding products (2 levels).
 
-    out: list[str] = []
-    items = list(value) if isinstance(value, (list, tuple)) else str(value).split(",")
-    for item in (str(i).strip() for i in items if str(i).strip()):
-        p = Path(item)
-        is_product = p.is_file() or p.name.upper().endswith(".SAFE") or any(p.glob("MTD_MSIL*.xml")) or any(p.glob("*MTD_SAF*.xml"))
-        if is_product or not p.is_dir():
-            out.append(item)
-            continue
-        for child in sorted(p.iterdir()):
-            if child.name.startswith("."):
-                continue
-            if child.suffix.lower() == ".zip" or child.name.upper().endswith(".SAFE") or any(child.glob("MTD_MSIL*.xml")) or any(child.glob("*MTD_SAF*.xml")):
-                out.append(str(child))
-            elif child.is_dir():
-                out += [str(g) for g in sorted(child.iterdir()) if not g.name.startswith(".") and g.is_dir()
-                        and (any(g.glob("MTD_MSIL*.xml")) or any(g.glob("*MTD_SAF*.xml")) or g.name.upper().endswith(".SAFE"))]
-    return out
+    One rule for every command: :func:`nimbus.sources.find_products`.
+    """
+    from nimbus.sources import find_products
+
+    return find_products(value)
 
 
 def _paths(value: Any) -> list[str]:

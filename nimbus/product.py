@@ -1,17 +1,20 @@
 """Open a Sentinel-2 product and read its bands, at native resolution or on one 10/20/60 m grid.
 
-Three layouts are recognised by their content, not their names:
+:func:`open_product` dispatches on what it is given (the registry of :mod:`nimbus.sources`):
 
 - a ``.SAFE`` folder (compact naming since December 2016, or the older "OPER" naming with one or
-  more granules), L1C or L2A, any processing baseline;
+  more granules), L1C or L2A, any processing baseline (:mod:`nimbus.sources.safe`);
 - a zipped SAFE, read in place through GDAL's ``/vsizip/`` (the archive is never extracted; the
-  metadata XML is read from the zip's member directly);
+  metadata XML is read from the zip's member directly) (:mod:`nimbus.sources.safe`);
 - a folder of per-band GeoTIFF/COG (or JPEG2000) files as published by cloud archives (``B02.tif``
-  ... with a STAC item JSON or an AWS ``tileInfo.json`` beside them).
+  ... with a STAC item JSON or an AWS ``tileInfo.json`` beside them) (:mod:`nimbus.sources.cogfolder`);
+- a STAC Item: a JSON file, an ``http(s)://`` URL or a ``pystac.Item`` whose band assets are read
+  in place, remote ones through ``/vsicurl/`` / ``/vsis3/`` (:mod:`nimbus.sources.stac`).
 
-Band files are found by :func:`find_band_files` from a plain list of paths, so the same rules
-apply to a folder, a zip's member list, or a published list of a product's files. Raster files
-are opened by content (GDAL probes the format), so a GeoTIFF named ``.jp2`` reads fine.
+This module keeps what every source shares: band-file rules (:func:`find_band_files`), the file
+store interface (:class:`FileStore`) and the reader (:class:`Product`: grids, windowed reads,
+resampling, the DN kinds). Raster files are opened by content (GDAL probes the format), so a
+GeoTIFF named ``.jp2`` reads fine.
 
 Example:
     >>> p = open_product("S2B_MSIL2A_...SAFE")                      # doctest: +SKIP
@@ -20,15 +23,15 @@ Example:
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import threading
+import time
 import warnings
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,25 +39,22 @@ from affine import Affine
 from rasterio.windows import Window
 
 from nimbus.bands import BANDS, L2A_EXTRAS, NATIVE_RESOLUTION, RESOLUTIONS, normalise_band
-from nimbus.errors import CorruptArchiveError, MetadataError, MissingBandError, NimbusWarning, NotAProductError, ProductError, explain
-from nimbus.metadata import (
-    ProductMetadata,
-    TileMetadata,
-    baseline_has_offsets,
-    parse_aws_tile_info,
-    parse_product_metadata,
-    parse_stac_item,
-    parse_tile_metadata,
-    tile_from_name,
-)
+from nimbus.errors import MetadataError, MissingBandError, NimbusWarning, ProductError, explain
+from nimbus.metadata import ProductMetadata, TileMetadata, baseline_has_offsets, tile_from_name
 
 __all__ = [
     "BandFile",
+    "FileStore",
     "KINDS",
+    "PRODUCT_MTD_RE",
     "Product",
+    "TILE_MTD_RE",
+    "baseline_rule",
     "find_band_files",
     "find_metadata_files",
+    "is_band_file",
     "open_product",
+    "select_tile",
 ]
 
 #: The value kinds :meth:`Product.read` can return.
@@ -63,8 +63,8 @@ KINDS = ("dn", "harmonized", "reflectance")
 _BAND_RE = re.compile(r"(?:^|_)(B0[1-9]|B1[0-2]|B8A|SCL|AOT|WVP)(?:_(10|20|60)m)?\.(jp2|j2k|tiff?)$", re.IGNORECASE)
 _RES_DIR_RE = re.compile(r"^R(10|20|60)m$", re.IGNORECASE)
 _SKIP_DIRS = {"qi_data", "aux_data", "html", "rep_info", "preview", "datastrip"}
-_PRODUCT_MTD_RE = re.compile(r"^(MTD_MSIL(1C|2A)\.xml|S2[A-D_]_(OPER|USER)_MTD_SAF(L1C|L2A)_.*\.xml)$", re.IGNORECASE)
-_TILE_MTD_RE = re.compile(r"^(MTD_TL\.xml|S2[A-D_]_(OPER|USER)_MTD_L(1C|2A)_TL_.*\.xml)$", re.IGNORECASE)
+PRODUCT_MTD_RE = re.compile(r"^(MTD_MSIL(1C|2A)\.xml|S2[A-D_]_(OPER|USER)_MTD_SAF(L1C|L2A)_.*\.xml)$", re.IGNORECASE)
+TILE_MTD_RE = re.compile(r"^(MTD_TL\.xml|S2[A-D_]_(OPER|USER)_MTD_L(1C|2A)_TL_.*\.xml)$", re.IGNORECASE)
 _CATEGORICAL = {"SCL"}
 
 
@@ -159,94 +159,101 @@ def find_metadata_files(paths: Iterable[str]) -> tuple[list[str], dict[str, str]
         if not parts:
             continue
         name = parts[-1]
-        if _PRODUCT_MTD_RE.match(name):
+        if PRODUCT_MTD_RE.match(name):
             products.append(str(p))
-        elif _TILE_MTD_RE.match(name):
+        elif TILE_MTD_RE.match(name):
             tile = tile_from_name(name) or next((t for t in (tile_from_name(d) for d in reversed(parts[:-1])) if t), "")
             tiles.setdefault(tile, str(p))
     products.sort(key=lambda s: len(_parts(s)))
     return products, tiles
 
 
-# ----------------------------------------------------------------------------------------- sources
+def is_band_file(name: str) -> bool:
+    """Whether a file name follows the band-file rules (``B02.tif``, ``..._B8A_20m.jp2``, ``SCL.tif``...)."""
+    return bool(_BAND_RE.search(_parts(name)[-1] if _parts(name) else ""))
 
 
-class _Source:
-    """Where the product's files live: a folder or a zip archive."""
+def select_tile(where: str, per_tile: dict[str, dict[str, BandFile]], tile: str | None) -> str:
+    """The tile to read among the tiles a listing holds (``tile`` if given, else the first).
 
-    def __init__(self, path: Path) -> None:
+    Raises:
+        MissingBandError: ``tile`` is not among them.
+    """
+    tiles = sorted(per_tile)
+    if tile is None:
+        return tiles[0]
+    want = tile.upper().removeprefix("T")
+    if want not in per_tile:
+        raise MissingBandError(f"{where}: tile {want} is not in this product (tiles: {', '.join(t for t in tiles if t) or 'unnamed'})")
+    return want
+
+
+def baseline_rule(baseline: str, from_metadata: bool = False) -> str:
+    """The sentence ``nimbus info`` prints for the baseline-based harmonisation rule."""
+    if from_metadata:
+        return "offsets from the product metadata (RADIO_ADD_OFFSET / BOA_ADD_OFFSET)"
+    if not baseline:
+        return "baseline unknown: no offset assumed"
+    if baseline_has_offsets(baseline):
+        return f"baseline {baseline} >= 04.00: -1000 DN offset"
+    return f"baseline {baseline} < 04.00: no offset"
+
+
+# ----------------------------------------------------------------------------------------- stores
+
+
+class FileStore:
+    """Where a product's files live (a folder, a zip archive, a set of URLs): the sources implement it.
+
+    Attributes:
+        path: the product as given (folder, archive, item URL...).
+        remote: whether the files are read over the network (then reads use :func:`nimbus.remote.remote_env`
+            and run in parallel, one thread per band).
+    """
+
+    remote = False
+
+    def __init__(self, path: Path | str) -> None:
         self.path = path
 
     def list(self) -> list[str]:  # pragma: no cover - interface
+        """Every file of the product, relative to its root."""
         raise NotImplementedError
 
     def read_bytes(self, rel: str) -> bytes:  # pragma: no cover - interface
+        """The bytes of one (metadata) file."""
         raise NotImplementedError
 
     def gdal_path(self, rel: str) -> str:  # pragma: no cover - interface
+        """The path GDAL opens for one file."""
         raise NotImplementedError
 
     def describe(self, rel: str) -> str:
-        return str(self.path / rel)
+        """How messages name one file."""
+        return str(Path(self.path) / rel)
 
+    def env(self) -> contextlib.AbstractContextManager[Any]:
+        """The GDAL settings to read under (remote settings for network stores)."""
+        return contextlib.nullcontext()
 
-class _FolderSource(_Source):
-    def list(self) -> list[str]:
-        out: list[str] = []
-        root = str(self.path)
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d.lower() not in ("html", "rep_info")]
-            rel_dir = os.path.relpath(dirpath, root)
-            for f in filenames:
-                out.append(f if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{f}")
-        return sorted(out)
+    def read_error(self, band: str, rel: str, exc: Exception) -> ProductError:
+        """The error to raise when GDAL cannot open or read a band file."""
+        where = self.describe(rel)
+        if "No such file" in str(exc) or not Path(self.gdal_path(rel)).exists():
+            return MissingBandError(f"{where}: band {band} file is missing")
+        # GDAL's message is often "Read failed. See previous exception": name the real cause
+        return ProductError(f"{where}: band {band} cannot be read, the file is corrupt or truncated ({explain(exc)})")
 
-    def read_bytes(self, rel: str) -> bytes:
-        try:
-            return (self.path / rel).read_bytes()
-        except OSError as exc:
-            raise MetadataError(f"{self.path / rel}: cannot be read ({exc})") from exc
+    def retry_delays(self) -> list[float]:
+        """Back-off delays (seconds) of the read retries Nimbus adds on top of GDAL's (none for local files)."""
+        return []
 
-    def gdal_path(self, rel: str) -> str:
-        return str(self.path / rel)
-
-
-class _ZipSource(_Source):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
-            raise CorruptArchiveError(
-                f"{path}: corrupt or truncated zip archive ({exc}); download the product again"
-            ) from exc
-        except OSError as exc:
-            raise CorruptArchiveError(f"{path}: cannot read the zip archive ({exc})") from exc
-        self._names = [i.filename for i in self._zip.infolist() if not i.is_dir()]
-
-    def list(self) -> list[str]:
-        return sorted(self._names)
-
-    def read_bytes(self, rel: str) -> bytes:
-        try:
-            return self._zip.read(rel)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError) as exc:
-            raise CorruptArchiveError(f"{self.path}: member {rel} cannot be read ({exc}); the archive is corrupt") from exc
-
-    def gdal_path(self, rel: str) -> str:
-        return f"/vsizip/{self.path.resolve()}/{rel}"
-
-    def describe(self, rel: str) -> str:
-        return f"{self.path}!/{rel}"
+    def retryable(self, exc: Exception, rel: str) -> bool:
+        """Whether a failed open/read of file ``rel`` may succeed when repeated (a dropped transfer, not a 404)."""
+        return False
 
     def close(self) -> None:
-        self._zip.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])  # type: ignore[misc]
+        """Release what the store holds open."""
 
 
 # ----------------------------------------------------------------------------------------- product
@@ -262,8 +269,8 @@ class Product:
     """An opened Sentinel-2 product. Create it with :func:`open_product`.
 
     Attributes:
-        path: what was opened.
-        layout: "safe", "zip" or "cog".
+        path: what was opened (a path; for STAC items the URL or the item's id).
+        layout: "safe", "zip", "cog" or "stac".
         product_id: the product name (no ``.SAFE``/``.zip``).
         tile: MGRS tile code.
         sensing_time: aware UTC datetime of the datatake start (tile sensing time when absent).
@@ -275,6 +282,7 @@ class Product:
         cloud_cover: percent, or None.
         nodata: the nodata DN (0).
         bands: the band names available, model order first.
+        harmonization: the rule that set ``offsets`` (what ``nimbus info`` prints).
         crs: rasterio CRS of the tile.
         metadata: the parsed product-level metadata.
         tile_metadata: the parsed tile-level metadata (None when the layout has none).
@@ -282,15 +290,16 @@ class Product:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         layout: str,
-        source: _Source,
+        source: FileStore,
         band_files: dict[str, BandFile],
         metadata: ProductMetadata,
         tile_metadata: TileMetadata | None,
         tile: str,
         product_id: str,
         other_tiles: Sequence[str] = (),
+        harmonization: str | None = None,
     ) -> None:
         from rasterio.crs import CRS
 
@@ -313,7 +322,10 @@ class Product:
         self.cloud_cover = metadata.cloud_cover if metadata.cloud_cover is not None else (tile_metadata.cloud_cover if tile_metadata else None)
         self.nodata = int(metadata.nodata)
         self.bands: tuple[str, ...] = tuple(band_files)
+        self.harmonization = harmonization or baseline_rule(self.baseline, metadata.offsets_from_metadata)
         self._lock = threading.RLock()
+        self._band_locks: dict[str, threading.Lock] = {}
+        self._threads = _remote_threads() if source.remote else 1
         self._datasets: dict[str, Any] = {}
         self._grids: dict[int, _Grid] = {}
         self._band_res: dict[str, int] = {b: f.resolution for b, f in band_files.items()}
@@ -345,8 +357,7 @@ class Product:
         from rasterio.crs import CRS
 
         info: dict[str, tuple[tuple[int, int], Affine, Any]] = {}
-        for band in self.bands:
-            ds = self._dataset(band)
+        for band, ds in zip(self.bands, self._map(self._dataset, list(self.bands))):
             info[band] = ((ds.height, ds.width), ds.transform, ds.crs)
         if not info:
             raise MissingBandError(f"{self.path}: no band files found")
@@ -407,20 +418,43 @@ class Product:
 
     # ------------------------------------------------------------------ raw reading
 
+    def _band_lock(self, band: str) -> threading.Lock:
+        """One lock per band file: a dataset is used by one thread at a time, bands in parallel."""
+        with self._lock:
+            lock = self._band_locks.get(band)
+            if lock is None:
+                lock = self._band_locks[band] = threading.Lock()
+            return lock
+
+    def _map(self, fn: Any, items: list[Any]) -> list[Any]:
+        """``[fn(x) for x in items]``, in parallel threads for network stores."""
+        if self._threads <= 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self._threads, len(items)), thread_name_prefix="nimbus-read") as pool:
+            return list(pool.map(fn, items))
+
     def _dataset(self, band: str) -> Any:
         import rasterio
         from rasterio.errors import RasterioIOError
 
-        with self._lock:
+        with self._band_lock(band):
             ds = self._datasets.get(band)
             if ds is not None:
                 return ds
             bf = self._files[band]
             gpath = self._source.gdal_path(bf.path)
-            try:
-                ds = rasterio.open(gpath)
-            except RasterioIOError as exc:
-                raise self._read_error(bf, exc) from exc
+            delays = self._source.retry_delays()
+            for attempt in range(len(delays) + 1):
+                try:
+                    with self._source.env():
+                        ds = rasterio.open(gpath)
+                    break
+                except RasterioIOError as exc:
+                    if attempt == len(delays) or not self._source.retryable(exc, bf.path):
+                        raise self._read_error(bf, exc) from exc
+                time.sleep(delays[attempt])
             grid = self._grids.get(self._band_res.get(band, 0)) if self._grid_from_metadata else None
             if grid is not None and (ds.height, ds.width) != grid.shape:
                 ds.close()
@@ -432,13 +466,7 @@ class Product:
             return ds
 
     def _read_error(self, bf: BandFile, exc: Exception) -> ProductError:
-        where = self._source.describe(bf.path)
-        if self.layout == "zip":
-            return CorruptArchiveError(f"{where}: band {bf.band} cannot be read from the archive ({explain(exc)}); the zip is corrupt or truncated")
-        if "No such file" in str(exc) or not Path(self._source.gdal_path(bf.path)).exists():
-            return MissingBandError(f"{where}: band {bf.band} file is missing")
-        # GDAL's message is often "Read failed. See previous exception": name the real cause
-        return ProductError(f"{where}: band {bf.band} cannot be read, the file is corrupt or truncated ({explain(exc)})")
+        return self._source.read_error(bf.band, bf.path, exc)
 
     def _band_shape(self, band: str) -> tuple[int, int]:
         ds = self._dataset(band)
@@ -453,11 +481,24 @@ class Product:
         r1, c1 = min(row0 + h, ds.height), min(col0 + w, ds.width)
         if r1 <= r0 or c1 <= c0:
             return np.full((h, w), self.nodata, np.uint16)
-        with self._lock:
-            try:
-                block = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype=np.uint16)
-            except RasterioIOError as exc:
-                raise self._read_error(self._files[band], exc) from exc
+        win = Window(c0, r0, c1 - c0, r1 - r0)
+        delays = self._source.retry_delays()
+        for attempt in range(len(delays) + 1):
+            with self._band_lock(band):
+                try:
+                    with self._source.env():
+                        block = ds.read(1, window=win, out_dtype=np.uint16)
+                    break
+                except RasterioIOError as exc:
+                    if attempt == len(delays) or not self._source.retryable(exc, self._files[band].path):
+                        raise self._read_error(self._files[band], exc) from exc
+                    # a transfer cut short (GDAL retries 5xx and resets itself, not truncated bodies):
+                    # reopen the file and read again after a back-off
+                    with contextlib.suppress(Exception):
+                        ds.close()
+                    self._datasets.pop(band, None)
+            time.sleep(delays[attempt])
+            ds = self._dataset(band)
         if (r0, c0, r1, c1) == (row0, col0, row0 + h, col0 + w):
             return block
         out = np.full((h, w), self.nodata, np.uint16)
@@ -530,8 +571,8 @@ class Product:
         dtype = np.float32 if kind == "reflectance" else np.uint16
         data = np.zeros((len(names), h, w), dtype)
         valid = np.ones((h, w), bool)
-        for i, b in enumerate(names):
-            raw = self._read_on_grid(b, int(res), r0, c0, h, w, resampling)
+        raws = self._map(lambda b: self._read_on_grid(b, int(res), r0, c0, h, w, resampling), names)
+        for i, (b, raw) in enumerate(zip(names, raws)):
             v = raw != self.nodata
             valid &= v
             off = self.offsets.get(b, 0.0) if b in BANDS else 0.0
@@ -606,6 +647,7 @@ class Product:
                 ", ".join(sorted({f'{v:g}' for v in self.offsets.values()}))
                 + (" (from metadata)" if self.metadata.offsets_from_metadata else " (none in metadata; by baseline)")
             ),
+            f"harmonisation {self.harmonization}",
             f"cloud cover  {self.cloud_cover:.2f} %" if self.cloud_cover is not None else "cloud cover  unknown",
             f"nodata       {self.nodata}",
             f"crs          {self.crs.to_string() if self.crs else 'unknown'}",
@@ -633,8 +675,7 @@ class Product:
                 except Exception:  # noqa: BLE001
                     pass
             self._datasets.clear()
-            if isinstance(self._source, _ZipSource):
-                self._source.close()
+            self._source.close()
 
     def __enter__(self) -> Product:
         return self
@@ -646,11 +687,13 @@ class Product:
         state = self.__dict__.copy()
         state["_datasets"] = {}
         state["_lock"] = None
+        state["_band_locks"] = {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._band_locks = {}
 
 
 def _window_ints(window: Window | Sequence[Any]) -> tuple[int, int, int, int]:
@@ -666,11 +709,20 @@ def _window_ints(window: Window | Sequence[Any]) -> tuple[int, int, int, int]:
     return r0, c0, h, w
 
 
+def _remote_threads() -> int:
+    from nimbus.remote import read_threads
+
+    return read_threads()
+
+
 # ----------------------------------------------------------------------------------------- opening
 
 
-def open_product(path: str | os.PathLike[str], tile: str | None = None) -> Product:
-    """Open a Sentinel-2 product: ``.SAFE`` folder, zipped SAFE (read in place) or a folder of per-band COGs.
+def open_product(path: Any, tile: str | None = None) -> Product:
+    """Open a Sentinel-2 product: ``.SAFE`` folder, zipped SAFE (read in place), folder of per-band COGs,
+    or a STAC Item (JSON file, ``http(s)://`` URL, ``pystac.Item``).
+
+    The kind is decided by :func:`nimbus.sources.open_source` (the registry of sources).
 
     Args:
         path: the product. A folder holding exactly one ``.SAFE`` is accepted too, as is the product's
@@ -685,116 +737,8 @@ def open_product(path: str | os.PathLike[str], tile: str | None = None) -> Produ
         CorruptArchiveError: a zip that is corrupt or truncated.
         MetadataError: the metadata XML/JSON is unreadable.
         MissingBandError: ``tile`` is not in the product, or the product has no band files.
+        nimbus.remote.RemoteReadError: a remote item or band cannot be fetched (names the URL).
     """
-    p = Path(path)
-    if not p.exists():
-        raise NotAProductError(f"{p}: no such file or folder")
-    if p.is_file() and _PRODUCT_MTD_RE.match(p.name):
-        p = p.parent
-    if p.is_file():
-        with open(p, "rb") as fh:
-            head = fh.read(4)
-        if head[:2] == b"PK" or p.suffix.lower() == ".zip":
-            return _open_listing(p, "zip", _ZipSource(p), tile)
-        raise NotAProductError(
-            f"{p}: not a Sentinel-2 product (expected a .SAFE folder, a zipped SAFE or a folder of band files)"
-        )
-    top = [c.name for c in p.iterdir()]
-    if not any(_PRODUCT_MTD_RE.match(n) or _TILE_MTD_RE.match(n) or _BAND_RE.search(n) or n.upper() in ("GRANULE", "IMG_DATA") for n in top):
-        safes = [p / n for n in top if n.upper().endswith(".SAFE") and (p / n).is_dir()]
-        if len(safes) == 1:
-            return open_product(safes[0], tile)
-        raise NotAProductError(
-            f"{p}: folder holds no Sentinel-2 product (no MTD_MSIL*.xml, no GRANULE/ and no band files"
-            + (f"; it holds {len(safes)} .SAFE folders: open one of them" if safes else "")
-            + ")"
-        )
-    src = _FolderSource(p)
-    names = src.list()
-    is_safe = any(
-        _PRODUCT_MTD_RE.match(PurePosixPath(n).name) or _TILE_MTD_RE.match(PurePosixPath(n).name) or n.upper().startswith("GRANULE/")
-        for n in names
-    )
-    layout = "safe" if is_safe else "cog"
-    return _open_listing(p, layout, src, tile, names)
+    from nimbus.sources import open_source
 
-
-def _open_listing(path: Path, layout: str, src: _Source, tile: str | None, names: list[str] | None = None) -> Product:
-    names = src.list() if names is None else names
-    per_tile = find_band_files(names)
-    product_xmls, tile_xmls = find_metadata_files(names)
-    if not per_tile:
-        raise NotAProductError(f"{path}: no Sentinel-2 band files (B01..B12, B8A) found")
-    md: ProductMetadata | None = None
-    tmd: TileMetadata | None = None
-    tiles = sorted(t for t in per_tile)
-    if tile is not None:
-        want = tile.upper().removeprefix("T")
-        if want not in per_tile:
-            raise MissingBandError(f"{path}: tile {want} is not in this product (tiles: {', '.join(t for t in tiles if t) or 'unnamed'})")
-        chosen = want
-    else:
-        chosen = tiles[0]
-    files = per_tile[chosen]
-    if layout in ("safe", "zip") and product_xmls:
-        rel = product_xmls[0]
-        md = parse_product_metadata(src.read_bytes(rel), name=src.describe(rel))
-        txml = tile_xmls.get(chosen) or (next(iter(tile_xmls.values())) if len(tile_xmls) == 1 else None)
-        if txml is not None:
-            tmd = parse_tile_metadata(src.read_bytes(txml), name=src.describe(txml))
-    elif layout in ("safe", "zip") and tile_xmls:
-        txml = tile_xmls.get(chosen) or next(iter(tile_xmls.values()))
-        tmd = parse_tile_metadata(src.read_bytes(txml), name=src.describe(txml))
-        md = ProductMetadata(source=tmd.source, level=tmd.level, baseline=tmd.baseline, sensing_time=tmd.sensing_time,
-                             offsets={b: (-1000.0 if baseline_has_offsets(tmd.baseline) else 0.0) for b in BANDS}, cloud_cover=tmd.cloud_cover)  # fmt: skip
-    elif layout == "zip":
-        raise NotAProductError(f"{path}: zip holds band files but no Sentinel-2 metadata (MTD_MSIL*.xml)")
-    else:
-        md, tmd = _cog_metadata(path, src, names, files)
-    layout_name = layout
-    safe_dir = _parts(product_xmls[0])[-2] if product_xmls and len(_parts(product_xmls[0])) > 1 else ""
-    if safe_dir.upper().endswith(".SAFE"):
-        prod_id = safe_dir[:-5]
-    elif md.product_format == "SAFE" and (path.name.upper().endswith(".SAFE") or "_TL_" in (md.product_uri or "")):
-        # OPER naming: PRODUCT_URI names a granule, so the folder (as `nimbus extract` names it) is the product id
-        prod_id = path.name.removesuffix(".SAFE").removesuffix(".zip")
-    else:
-        prod_id = md.product_uri or path.name.removesuffix(".zip").removesuffix(".SAFE")
-    tile_code = chosen or (tmd.tile if tmd else "") or tile_from_name(prod_id) or tile_from_name(path.name)
-    grid_md = tmd if layout != "cog" else None
-    product = Product(path, layout_name, src, files, md, grid_md, tile_code, prod_id, [t for t in tiles if t != chosen])
-    if layout == "cog":
-        product.tile_metadata = tmd
-    return product
-
-
-def _cog_metadata(path: Path, src: _Source, names: list[str], files: dict[str, BandFile]) -> tuple[ProductMetadata, TileMetadata | None]:
-    """Metadata of a band-file folder: a STAC item JSON first, else an AWS tileInfo.json, else a tile XML."""
-    import json
-
-    stac: tuple[str, dict[str, Any]] | None = None
-    aws: tuple[str, dict[str, Any]] | None = None
-    for n in names:
-        if "/" in n or not n.lower().endswith(".json"):
-            continue
-        try:
-            obj = json.loads(src.read_bytes(n))
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and obj.get("type") == "Feature" and stac is None:
-            stac = (n, obj)
-        elif isinstance(obj, dict) and "productName" in obj and "utmZone" in obj and aws is None:
-            aws = (n, obj)
-    if stac is not None:
-        return parse_stac_item(stac[1], name=src.describe(stac[0]))
-    if aws is not None:
-        return parse_aws_tile_info(aws[1], name=src.describe(aws[0]))
-    for n in names:
-        if "/" not in n and (n.lower() in ("mtd_tl.xml", "metadata.xml", "granule_metadata.xml")):
-            tmd = parse_tile_metadata(src.read_bytes(n), name=src.describe(n))
-            off = -1000.0 if baseline_has_offsets(tmd.baseline) else 0.0
-            return ProductMetadata(source=tmd.source, level=tmd.level, baseline=tmd.baseline, sensing_time=tmd.sensing_time,
-                                   offsets={b: off for b in BANDS}, cloud_cover=tmd.cloud_cover), tmd  # fmt: skip
-    level = "L2A" if "SCL" in files else "L1C"
-    return ProductMetadata(source=str(path), level=level, baseline="", product_uri=path.name, offsets={b: 0.0 for b in BANDS}), None
-
+    return open_source(path, tile=tile)
