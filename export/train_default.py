@@ -1,10 +1,16 @@
-"""Reproduce the default model ``export/nimbus-default.onnx`` and its card with Nimbus' own commands.
+"""Train, export and measure a candidate for the default model with Nimbus' own commands.
 
 Usage::
 
-    python export/train_default.py [--work DIR] [--quick] [--minutes M]
+    python export/train_default.py [--work DIR] [--quick] [--ship]
 
-The default model takes the 12 bands every level has (B01..B12 with B8A, no B10) at 20 m and no
+Everything is written into the work folder; ``--ship`` also copies the model and its card to
+``export/nimbus-default.onnx`` / ``.md``. Ship a candidate only when ``benchmarks/bench_realdata.py``
+(step 6) shows it beats the rules model on the labelled real scene and the plausibility checks:
+the candidate of 2026-12-02 did not (bright desert of 29RKH came out as cloud), so the shipped file
+is still v1, made by this script as of commit e5e1670 (synthetic data, 15 channels).
+
+The candidate takes the 12 bands every level has (B01..B12 with B8A, no B10) at 20 m and no
 auxiliary layer, so one model serves L1C and L2A products. Steps (each command is printed and
 recorded in the model card):
 
@@ -200,6 +206,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     ap.add_argument("--reuse-data", action="store_true", help="reuse products/arrays/labels of an earlier run in --work")
     ap.add_argument("--reuse-run", action="store_true", help="reuse the trained checkpoint of an earlier run in --work")
+    ap.add_argument("--ship", action="store_true", help="copy the model and its card to export/ (only for a candidate that measures better)")
     args = ap.parse_args()
     global REUSE_DATA
     REUSE_DATA = args.reuse_data
@@ -235,7 +242,7 @@ def main() -> None:
     exported = work / "export" / "nimbus-default.onnx"
     run(
         "export", work / "run" / "best.pt", exported, "--name", "nimbus-default", "--version", 2, "--window", 256, "--fp16", "--int8",
-        "--calibration", work / "arrays", "--heldout", work / "heldout_arrays", "--patches", 24, "--threads", 2,
+        "--calibration", work / "arrays", "--heldout", work / "heldout_arrays", "--patches", 24, "--threads", 2, "--tolerance", 5e-3,
     )
     heldout_text, heldout = evaluate_heldout(exported, held_items, work / "maps")
     bench = [sys.executable, str(HERE.parent / "benchmarks" / "bench_realdata.py"), "--model", f"nimbus-default-v2={exported}",
@@ -347,12 +354,12 @@ def main() -> None:
     )
     invocation = " ".join(shlex.quote(a) for a in ["python", "export/train_default.py", *sys.argv[1:]])
     commands = [invocation, "# which ran:", *COMMANDS]
-    dest = work / "card" if args.quick else HERE
+    dest = HERE if args.ship and not args.quick else work / "card"
     dest.mkdir(parents=True, exist_ok=True)
-    if not args.quick:
+    if args.ship and not args.quick:
         shutil.copyfile(exported, HERE / "nimbus-default.onnx.tmp")
         os.replace(HERE / "nimbus-default.onnx.tmp", HERE / "nimbus-default.onnx")
-    model_path = dest / "nimbus-default.onnx" if not args.quick else exported
+    model_path = dest / "nimbus-default.onnx" if args.ship and not args.quick else exported
     write_model_card(
         dest / "nimbus-default.md",
         spec,

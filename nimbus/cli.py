@@ -146,10 +146,10 @@ class NimbusCLI:
 
         Args:
             products: product paths (.SAFE folders, zipped SAFEs, COG folders).
-            model: a Nimbus ONNX model file, or a shipped model by name: default (the default
-                model) or rules (the spectral rule classifier: L1C and L2A, no auxiliary layers).
-                Without it, products the default model cannot take (L2A, or no --aux layers) are
-                segmented with the rules model, and a note says so.
+            model: a Nimbus ONNX model file, or a shipped model by name: rules (the spectral rule
+                classifier: L1C and L2A, no auxiliary layers; used when no model is given, as the
+                best-measured map on real scenes so far) or default (nimbus-default.onnx, the SegNet
+                trained on synthetic products, L1C with altitude and tree cover from --aux).
             aux: folder of auxiliary layers (`nimbus auxiliary`) for models that take them.
             out: output folder; names carry the product id and the model name and version.
             overlap: window overlap fraction, 0 <= overlap < 1 (default: the model's).
@@ -182,35 +182,16 @@ class NimbusCLI:
         from nimbus.models import resolve_model
 
         options = dict(provider=provider, threads=threads, batch=batch, window=window, overlap=overlap, weights=weights, tta=tta, aux_dir=aux)
-        seg = Segmenter(str(resolve_model(model)), **options)
-        fallback: list[Segmenter] = []  # the rules model, loaded when first needed
-
-        def pick(product: Any) -> Segmenter:
-            """Without --model, a product the default model cannot take (L2A: no B10; no auxiliary
-            layers) is segmented by the shipped rules model, and the line says so."""
-            from nimbus.errors import ModelError
-
-            if model is not None:
-                return seg
-            try:
-                seg.check_inputs(product)
-                return seg
-            except ModelError as exc:
-                if not fallback:
-                    fallback.append(Segmenter(str(resolve_model("rules")), **options))
-                print(f"nimbus: note: {product.path}: using the rules model ({exc})", file=sys.stderr, flush=True)
-                return fallback[0]
+        # without --model: the rules model, the best-measured map on real scenes today (README, BENCHMARKS.md)
+        seg = Segmenter(str(resolve_model("rules" if model is None else model)), **options)
 
         def one(product: str) -> tuple[str, str]:
             def waiting(owner: dict) -> None:
                 print(f"nimbus: waiting: pid {owner.get('pid', '?')} on {owner.get('host', '?')} is writing the outputs of {product}",
                       file=sys.stderr, flush=True)  # fmt: skip
 
-            from nimbus.product import open_product
-
-            opened = open_product(product)
-            res = pick(opened).segment(
-                opened, out=out, probabilities=probabilities or None, uncertainty=uncertainty,
+            res = seg.segment(
+                product, out=out, probabilities=probabilities or None, uncertainty=uncertainty,
                 quicklook=quicklook, overwrite=overwrite, on_wait=waiting,
             )  # fmt: skip
             if res.skipped:

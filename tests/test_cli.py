@@ -69,8 +69,7 @@ def test_segment_with_the_shipped_rules_model_runs_on_l2a(tmp_path, synthetic_l2
     assert res.returncode == 1 and "rules" in res.stderr
 
 
-def test_without_a_model_l2a_products_fall_back_to_the_rules_model(tmp_path, synthetic_l2a_zip) -> None:
-    res = run_cli("segment", str(synthetic_l2a_zip.path), "--out", str(tmp_path))
+def test_without_a_model_the_rules_model_segments_l1c_and_l2a(tmp_path, synthetic_l1c, synthetic_l2a_zip) -> None:
+    res = run_cli("segment", str(synthetic_l1c.path), str(synthetic_l2a_zip.path), "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
-    assert "using the rules model" in res.stderr and "B10" in res.stderr
-    assert list(tmp_path.glob("*_nimbus-rules-v1_classes.tif"))
+    assert len(list(tmp_path.glob("*_nimbus-rules-v1_classes.tif"))) == 2
