@@ -67,6 +67,9 @@ TEST = [
     "playwright>=1.40",
     "opencv-python-headless>=4.8",
     "monai>=1.3",
+    "hypothesis>=6",
+    "pystac>=1.8",
+    "pystac-client>=0.7",
 ]
 
 setup(
