@@ -145,7 +145,8 @@ class NimbusCLI:
         """Segment Sentinel-2 products into class maps (COG: 0 cloud, 1 ground, 2 snow, 3 water, 255 no data).
 
         Args:
-            products: product paths (.SAFE folders, zipped SAFEs, COG folders).
+            products: products (.SAFE folders, zipped SAFEs, COG folders, STAC item files or URLs,
+                ItemCollection files from `nimbus search --out`) or folders holding products.
             model: a Nimbus ONNX model file, or a shipped model by name: rules (the spectral rule
                 classifier: L1C and L2A, no auxiliary layers; used when no model is given, as the
                 best-measured map on real scenes so far) or default (nimbus-default.onnx, the SegNet
@@ -174,6 +175,7 @@ class NimbusCLI:
 
         if not products:
             raise UsageError("no product given: nimbus segment PRODUCT... [--model MODEL.onnx]")
+        products = tuple(_products(list(products)))  # folders of products and ItemCollections expand here
         if probabilities is True:
             probabilities = "uint8"
         if probabilities not in (None, False, "uint8", "float16"):

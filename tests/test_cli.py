@@ -73,3 +73,14 @@ def test_without_a_model_the_rules_model_segments_l1c_and_l2a(tmp_path, syntheti
     res = run_cli("segment", str(synthetic_l1c.path), str(synthetic_l2a_zip.path), "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert len(list(tmp_path.glob("*_nimbus-rules-v1_classes.tif"))) == 2
+
+
+def test_segment_takes_a_folder_of_products(tmp_path) -> None:
+    from nimbus.synthetic import make_product
+
+    store = tmp_path / "store"
+    for seed in (31, 32):
+        make_product(store, size=120, seed=seed, zipped=seed == 32)
+    res = run_cli("segment", str(store), "--out", str(tmp_path / "maps"))
+    assert res.returncode == 0, res.stderr
+    assert len(list((tmp_path / "maps").glob("*_classes.tif"))) == 2
