@@ -77,6 +77,15 @@ class BatchReport:
             return f"{len(self.failed)} of {n} {self.what}(s) failed ({done} done, {skipped} skipped): {items}"
         return f"{n} {self.what}(s): {done} done, {skipped} skipped"
 
+    def result(self) -> str:
+        """What a batch command returns: the lines of the items done or skipped; when any item
+        failed, those lines are printed (standard output) and :class:`BatchFailedError` is raised."""
+        if self.failed:
+            if self.lines():
+                print(self.lines())
+            raise BatchFailedError(self)
+        return self.lines()
+
     def raise_if_failed(self) -> None:
         """Raise :class:`BatchFailedError` when any item failed."""
         if self.failed:

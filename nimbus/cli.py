@@ -171,7 +171,7 @@ class NimbusCLI:
         """
         from nimbus.batch import run_batch
         from nimbus.errors import UsageError
-        from nimbus.segmenter import Segmenter, check_options
+        from nimbus.segmenter import Segmenter
 
         if not products:
             raise UsageError("no product given: nimbus segment PRODUCT... [--model MODEL.onnx]")
@@ -180,12 +180,14 @@ class NimbusCLI:
             probabilities = "uint8"
         if probabilities not in (None, False, "uint8", "float16"):
             raise UsageError(f"--probabilities {probabilities!r}: give the flag alone (uint8) or --probabilities float16")
-        check_options(window=window, overlap=overlap, weights=weights, tta=tta, batch=batch, threads=threads)
         from nimbus.models import resolve_model
 
-        options = dict(provider=provider, threads=threads, batch=batch, window=window, overlap=overlap, weights=weights, tta=tta, aux_dir=aux)
-        # without --model: the rules model, the best-measured map on real scenes today (README, BENCHMARKS.md)
-        seg = Segmenter(str(resolve_model("rules" if model is None else model)), **options)
+        # without --model: the rules model, the best-measured map on real scenes today (README, BENCHMARKS.md);
+        # Segmenter checks the run options (naming the option) before it loads the model
+        seg = Segmenter(
+            str(resolve_model("rules" if model is None else model)), provider=provider, threads=threads, batch=batch,
+            window=window, overlap=overlap, weights=weights, tta=tta, aux_dir=aux,
+        )  # fmt: skip
 
         def one(product: str) -> tuple[str, str]:
             def waiting(owner: dict) -> None:
@@ -201,11 +203,7 @@ class NimbusCLI:
             secs = res.seconds.get("total", 0.0)
             return "done", f"{res.classes}  ({res.windows} windows, {res.windows_skipped} empty skipped, {secs:.1f} s)"
 
-        report = run_batch(products, one, debug=self._debug)
-        if report.failed and report.lines():
-            print(report.lines())
-        report.raise_if_failed()
-        return report.lines()
+        return run_batch(products, one, debug=self._debug).result()
 
     def uncertain(
         self,
@@ -590,11 +588,7 @@ class NimbusCLI:
             folder, written = build_arrays(path, out, res=res, aux_dir=aux, layers=names, strip_rows=strip_rows, overwrite=overwrite)
             return ("done", f"{folder}: written") if written else ("skipped", f"{folder}: skipped (exists)")
 
-        report = run_batch(paths, one, debug=self._debug)
-        if report.failed and report.lines():
-            print(report.lines())
-        report.raise_if_failed()
-        return report.lines()
+        return run_batch(paths, one, debug=self._debug).result()
 
     def labels(
         self,

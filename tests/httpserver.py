@@ -169,6 +169,15 @@ class LoopbackServer:
         with self._lock:
             self.log.append(Request(h.command, path, query, h.headers.get("Range"), status, sent))
 
+    @staticmethod
+    def _drop(h: BaseHTTPRequestHandler) -> None:
+        """Cut the connection (a reset, or a transfer cut short)."""
+        h.close_connection = True
+        try:
+            h.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _send(self, h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes, head: bool, path: str, query: str) -> None:
         h.send_response(status)
         for k, v in headers.items():
@@ -187,11 +196,7 @@ class LoopbackServer:
         kind = self._take_fault(path)
         if kind == "reset":
             self._record(h, path, query, 0, 0)
-            h.close_connection = True
-            try:
-                h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop(h)
             return
         if kind in ("500", "404"):
             self._send(h, int(kind), {"Content-Type": "text/plain"}, f"fault {kind}".encode(), head, path, query)
@@ -237,10 +242,6 @@ class LoopbackServer:
             h.wfile.write(part)
             h.wfile.flush()
             self._record(h, path, query, -status, len(part))
-            h.close_connection = True
-            try:
-                h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop(h)
             return
         self._send(h, status, headers, body, head, path, query)
