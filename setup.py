@@ -70,6 +70,10 @@ TEST = [
     "hypothesis>=6",
     "pystac>=1.8",
     "pystac-client>=0.7",
+    "dask[distributed]>=2024.1",
+    "xarray>=2023.1",
+    "rioxarray>=0.15",
+    "odc-stac>=0.3",
 ]
 
 setup(
@@ -102,6 +106,8 @@ setup(
         "train": TRAIN,
         "gpu": ["onnxruntime-gpu>=1.17"],
         "stac": ["pystac>=1.8", "pystac-client>=0.7"],  # nimbus search on STAC APIs; + planetary-computer to sign PC hrefs
+        "dask": ["dask[distributed]>=2024.1"],  # --scheduler / --workers: batches on Dask distributed
+        "xarray": ["xarray>=2023.1", "rioxarray>=0.15", "dask[array]>=2024.1"],  # nimbus.segment_xarray
         "test": TEST,
     },
     entry_points={"console_scripts": ["nimbus=nimbus.cli:main"]},
