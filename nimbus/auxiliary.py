@@ -72,6 +72,7 @@ LAYERS: dict[str, AuxLayer] = {
     "altitude": AuxLayer("altitude", Resampling.bilinear, "float32", -32768.0, "m above the geoid"),
     "treecover": AuxLayer("treecover", Resampling.bilinear, "float32", -1.0, "% canopy cover (0-100)"),
     "water": AuxLayer("water", Resampling.nearest, "uint8", 255.0, "1 water, 0 not water (or % occurrence)"),
+    "landcover": AuxLayer("landcover", Resampling.nearest, "uint8", 255.0, "ESA WorldCover class (10 tree cover ... 100 moss and lichen)"),
 }
 
 #: Other spellings accepted for the layer names (model channel names, CLI options).
@@ -85,6 +86,8 @@ LAYER_ALIASES: dict[str, str] = {
     "gfcc": "treecover",
     "jrc_water": "water",
     "surface_water": "water",
+    "worldcover": "landcover",
+    "land_cover": "landcover",
 }
 
 _NAME = re.compile(r"^T?(?P<tile>\d{1,2}[A-Z]{3})_(?P<layer>[A-Za-z0-9-]+)_(?P<res>\d+)m\.tif$")
@@ -289,6 +292,7 @@ def build_layer(
     resampling: Resampling | str | None = None,
     allow_fill: bool = False,
     strip_rows: int = 1024,
+    tags: dict[str, str] | None = None,
 ) -> CoverageReport:
     """Mosaic and warp source rasters onto a grid and write one auxiliary COG, strip by strip.
 
@@ -304,6 +308,7 @@ def build_layer(
         resampling: GDAL resampling; default by layer (bilinear continuous, nearest categorical).
         allow_fill: write nodata where the sources do not cover the grid instead of failing.
         strip_rows: rows warped at a time.
+        tags: extra GeoTIFF tags for the output (e.g. source, version, licence of fetched layers).
 
     Returns:
         The coverage report of the written file.
@@ -355,7 +360,7 @@ def build_layer(
                     dst.write(acc.astype(spec.dtype), 1, window=Window(0, r0, w, rows))
                 dst.update_tags(
                     layer=name, units=spec.units, missing_pixels=str(missing),
-                    sources=";".join(os.path.basename(str(s)) for s in sources),
+                    sources=";".join(os.path.basename(str(s)) for s in sources), **(tags or {}),
                 )
             if missing and not allow_fill:
                 rest = _count_missing_rest(srcs, crs, transform, (h, w), r0 + rows, strip_rows)

@@ -17,11 +17,11 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from nimbus.errors import NimbusError, explain
 
-__all__ = ["BatchFailedError", "BatchReport", "ItemResult", "run_batch"]
+__all__ = ["BatchFailedError", "BatchReport", "ItemResult", "collect_records", "run_batch"]
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -128,4 +128,36 @@ def run_batch(
             report.results.append(ItemResult(item, "failed", message, exc))
             continue
         report.results.append(ItemResult(item, status, line))
+    return report
+
+
+def collect_records(
+    records: Iterable[Any],
+    total: int,
+    what: str = "product",
+    debug: bool = False,
+    log: IO[str] | None = None,
+) -> BatchReport:
+    """Report :class:`~nimbus.engine.records.ProductRecord` s as they arrive (one line each, failures
+    as ``nimbus: error: ITEM: cause``), the same way :func:`run_batch` reports its items.
+
+    Args:
+        records: the records (in any order: a cluster yields them as products complete).
+        total: how many are expected (for the ``[i/n]`` counter).
+        what: the word for an item in messages.
+        debug: kept for symmetry with :func:`run_batch` (a record carries no traceback).
+        log: where progress and failures are printed (default: standard error).
+
+    Returns:
+        The :class:`BatchReport` of the records, in arrival order.
+    """
+    out = sys.stderr if log is None else log
+    report = BatchReport(what)
+    for i, rec in enumerate(records, 1):
+        line = rec.outputs.get("line") if rec.status != "failed" and "line" in rec.outputs else rec.line()
+        if rec.status == "failed":
+            print(f"nimbus: error: {rec.product}: {line}", file=out, flush=True)
+        elif total > 1:
+            print(f"[{i}/{total}] {rec.product}: {rec.status}", file=out, flush=True)
+        report.results.append(ItemResult(rec.product, rec.status, line))
     return report

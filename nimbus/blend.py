@@ -25,11 +25,21 @@ arrays with the numba.cuda kernels of :mod:`nimbus.blend_cuda` (tested on CPU th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["HostBlender", "accumulate", "accumulate_reference", "cuda_accumulate", "cuda_finalize", "finalize", "finalize_reference"]
+__all__ = [
+    "Blender",
+    "HostBlender",
+    "accumulate",
+    "accumulate_reference",
+    "cuda_accumulate",
+    "cuda_finalize",
+    "finalize",
+    "finalize_reference",
+    "finalize_rows",
+]
 
 
 def _kernels() -> Any:
@@ -52,8 +62,12 @@ def accumulate(
     rows: Sequence[int] | np.ndarray,
     cols: Sequence[int] | np.ndarray,
     threads: int = 0,
+    wrap: bool = False,
 ) -> None:
     """Add weighted window probabilities into an accumulator, in place (C++ kernel).
+
+    One call per window row is the fast way: the kernel adds every window's row into one
+    accumulator row before the next, so the accumulator is passed over once per call.
 
     Args:
         acc: float32 ``(K, H, W)`` C-contiguous accumulator of weighted probabilities.
@@ -63,6 +77,8 @@ def accumulate(
         rows: top row of each window in accumulator coordinates.
         cols: left column of each window.
         threads: worker threads (0 = all cores).
+        wrap: ``acc``/``wsum`` are a ring of ``H`` rows: raster row ``r`` is accumulator row
+            ``r % H`` and ``rows`` are raster rows (windows at most ``H`` rows tall).
     """
     if len(probs) == 0:
         return
@@ -74,6 +90,7 @@ def accumulate(
         np.asarray(rows, dtype=np.int64),
         np.asarray(cols, dtype=np.int64),
         int(threads),
+        bool(wrap),
     )
 
 
@@ -107,6 +124,43 @@ def finalize(
     valid = np.ascontiguousarray(valid, dtype=np.uint8)
     classes = np.empty(valid.shape, np.uint8)
     _kernels().blend_finalize(acc, wsum, valid, np.asarray(class_values, dtype=np.uint8), classes, entropy, int(row0), int(threads))
+    return classes
+
+
+def finalize_rows(
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    valid: np.ndarray,
+    class_values: Sequence[int],
+    row0: int,
+    entropy: np.ndarray | None = None,
+    probs_out: np.ndarray | None = None,
+    threads: int = 0,
+) -> np.ndarray:
+    """Finalise raster rows ``[row0, row0 + n)`` of a ring accumulator and free them (C++ kernel).
+
+    Raster row ``r`` lives in accumulator row ``r % H``. The normalised probabilities go to
+    ``probs_out`` (when given), not back into ``acc``; the finalised rows of ``acc`` and ``wsum``
+    are zeroed, ready for the rows of later windows (no copy or move of the strip).
+
+    Args:
+        acc: float32 ``(K, H, W)`` ring accumulator (zeroed on the finalised rows on return).
+        wsum: float32 ``(H, W)`` ring of total weights (likewise zeroed).
+        valid: bool ``(n, W)``: pixels with input data, ``n <= H``.
+        class_values: class value of each of the K channels.
+        row0: first raster row to finalise.
+        entropy: optional float32 ``(n, W)`` filled with the entropy (nats).
+        probs_out: optional float32 ``(K, n, W)`` filled with the blended probabilities (0 where no data).
+        threads: worker threads (0 = all cores).
+
+    Returns:
+        uint8 ``(n, W)`` class values, 255 where ``valid`` is false or no window contributed.
+    """
+    valid = np.ascontiguousarray(valid, dtype=np.uint8)
+    classes = np.empty(valid.shape, np.uint8)
+    _kernels().blend_finalize_rows(
+        acc, wsum, valid, np.asarray(class_values, dtype=np.uint8), classes, entropy, probs_out, int(row0), int(threads)
+    )
     return classes
 
 
@@ -182,48 +236,90 @@ def cuda_finalize(acc: Any, wsum: Any, valid: Any, class_values: Any, classes: A
     _cuda().finalize_kernel[grid, tpb, stream](acc, wsum, valid, class_values, classes, ent, want)
 
 
-class HostBlender:
-    """Strip accumulator on the host (C++ kernels): one reused buffer of ``capacity`` rows.
+class Blender(Protocol):
+    """What the streaming loop needs of a strip accumulator (:class:`HostBlender` on the host,
+    :class:`nimbus.blend_cuda.CudaBlender` on a GPU).
 
-    Rows ``[start, start + used)`` of the raster are held in buffer rows ``[0, used)``; finished
-    rows are finalised in place, then the rows still open move to the top (no reallocation).
+    Rows ``[start, end)`` of the raster are open; windows are added with their top-left corners;
+    :meth:`take` finalises the rows before ``end`` and returns them.
+
+    Attributes:
+        start: first raster row still open.
+        reads_top_left: True when :meth:`add` takes whole (padded) model outputs and reads their
+            top-left part itself; False when the caller crops them to the window first.
+    """
+
+    start: int
+    reads_top_left: bool
+
+    def extend(self, end: int) -> None:
+        """Open rows up to ``end`` (exclusive)."""
+
+    def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
+        """Accumulate windows ``probs`` (N, K, h, w) at ``(rows[i], cols[i])`` with ``weights`` (h, w)."""
+
+    def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
+        """Finalise rows ``[start, end)``: ``(classes uint8, probabilities (K, n, W) | None, entropy | None)``."""
+
+
+class HostBlender:
+    """Strip accumulator on the host (C++ kernels): one reused ring buffer of ``capacity`` rows.
+
+    Raster rows ``[start, end)`` are open; raster row ``r`` lives in buffer row ``r % capacity``, so
+    finishing rows never moves the strip: :meth:`take` finalises them straight out of the ring
+    (probabilities written to a new array only when asked for) and zeroes their buffer rows for
+    the rows of later windows. Windows are added with their raster rows; adding a whole window
+    row in one :meth:`add` is the fast way (one pass over the strip).
     """
 
     def __init__(self, k: int, width: int, class_values: tuple[int, ...], threads: int, capacity: int) -> None:
         self.k, self.width, self.threads = k, width, threads
+        self.reads_top_left = False
         self.class_values = class_values
         self.start = 0
-        self.used = 0
-        self.acc = np.zeros((k, capacity, width), np.float32)
-        self.wsum = np.zeros((capacity, width), np.float32)
+        self._end = 0
+        self.acc = np.zeros((k, max(1, capacity), width), np.float32)
+        self.wsum = np.zeros((max(1, capacity), width), np.float32)
 
     @property
     def end(self) -> int:
-        return self.start + self.used
+        """One past the last open raster row."""
+        return self._end
+
+    @property
+    def used(self) -> int:
+        """Open rows."""
+        return self._end - self.start
 
     def extend(self, end: int) -> None:
+        """Open rows up to ``end`` (grows the ring, keeping the open rows, if they do not fit)."""
         need = end - self.start
-        if need > self.wsum.shape[0]:  # not expected (capacity = window height), but stay correct
+        cap = self.wsum.shape[0]
+        if need > cap:  # not expected (capacity = window height), but stay correct
             acc = np.zeros((self.k, need, self.width), np.float32)
             wsum = np.zeros((need, self.width), np.float32)
-            acc[:, : self.used], wsum[: self.used] = self.acc[:, : self.used], self.wsum[: self.used]
+            for r in range(self.start, self._end):
+                acc[:, r % need], wsum[r % need] = self.acc[:, r % cap], self.wsum[r % cap]
             self.acc, self.wsum = acc, wsum
-        self.used = max(self.used, need)
+        self._end = max(self._end, end)
 
     def add(self, probs: Any, rows: list[int], cols: list[int], weights: np.ndarray) -> None:
-        accumulate(self.acc, self.wsum, probs, weights, [r - self.start for r in rows], cols, self.threads)
+        """Accumulate windows ``probs`` (N, K, h, w) whose top-left corners are at raster ``(rows, cols)``."""
+        if len(rows) == 0:
+            return
+        h = weights.shape[0]
+        if min(rows) < self.start or max(rows) + h > self._end:
+            raise ValueError(f"windows at rows {min(rows)}..{max(rows) + h} outside the open rows {self.start}..{self._end}")
+        accumulate(self.acc, self.wsum, probs, weights, rows, cols, self.threads, wrap=True)
 
     def take(self, end: int, valid: np.ndarray, want_probs: bool, want_entropy: bool) -> tuple[np.ndarray, Any, Any]:
+        """Finalise rows ``[start, end)``: ``(classes uint8, probabilities (K, n, W) | None, entropy | None)``."""
         n = end - self.start
         ent = np.empty((n, self.width), np.float32) if want_entropy else None
-        classes = finalize(self.acc, self.wsum, valid, self.class_values, ent, self.threads)
-        probs = self.acc[:, :n].copy() if want_probs else None
-        carry = self.used - n
-        if carry > 0:  # numpy copes with the overlap when carry > n
-            self.acc[:, :carry] = self.acc[:, n : n + carry]
-            self.wsum[:carry] = self.wsum[n : n + carry]
-        self.acc[:, max(carry, 0) : self.used] = 0
-        self.wsum[max(carry, 0) : self.used] = 0
-        self.used = max(carry, 0)
+        probs = np.empty((self.k, n, self.width), np.float32) if want_probs else None
+        if n > self.wsum.shape[0]:
+            self.extend(end)
+        classes = finalize_rows(self.acc, self.wsum, valid, self.class_values, self.start, ent, probs, self.threads)
         self.start = end
+        self._end = max(self._end, end)
         return classes, probs, ent

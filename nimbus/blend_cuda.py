@@ -87,6 +87,7 @@ class CudaBlender:  # pragma: no cover - needs a GPU; the kernels are tested in 
 
         self.cuda = cuda
         self.k, self.width = k, width
+        self.reads_top_left = True  # the kernel reads the top-left (h, w) of padded outputs itself
         self.class_values = cuda.to_device(np.asarray(class_values, np.uint8))
         self.start = 0
         self.acc = cuda.device_array((k, 0, width), np.float32)

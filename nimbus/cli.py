@@ -77,6 +77,28 @@ class NimbusCLI:
             table += f"\nwritten: {write_items(items, out)}"
         return table
 
+    def catalog(self, maps_dir: str, out: str | None = None) -> str:
+        """Collect the STAC items of class maps (<stem>_item.json beside each map) into a static catalogue.
+
+        Args:
+            maps_dir: the folder of class maps (searched two levels deep for *_item.json).
+            out: the catalogue folder (default: MAPS_DIR); catalog.json and one folder per item.
+
+        Returns:
+            The catalog.json written and the number of items.
+        """
+        from pathlib import Path
+
+        from nimbus.errors import UsageError
+        from nimbus.stacitem import collect_catalog
+
+        root = Path(maps_dir)
+        if not root.is_dir():
+            raise UsageError(f"{maps_dir}: not a folder of class maps")
+        found = sorted(p for pattern in ("*_item.json", "*/*_item.json") for p in root.glob(pattern))
+        path = collect_catalog(found, Path(out) if out else root)
+        return f"{path}: {len(found)} item(s)"
+
     def synthetic(
         self,
         out: str,
@@ -140,7 +162,18 @@ class NimbusCLI:
         probabilities: str | bool | None = None,
         uncertainty: bool = False,
         quicklook: bool = False,
+        stac_item: bool = True,
         overwrite: bool = False,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        retries: int = 2,
+        report: str | None = None,
+        bbox: Any = None,
+        datetime: str | None = None,
+        tile: str | None = None,
+        cloud_cover: float | None = None,
+        collection: str | None = None,
+        catalog: str = "earth-search",
     ) -> str:
         """Segment Sentinel-2 products into class maps (COG: 0 cloud, 1 ground, 2 snow, 3 water, 255 no data).
 
@@ -151,7 +184,8 @@ class NimbusCLI:
                 classifier: L1C and L2A, no auxiliary layers; used when no model is given, as the
                 best-measured map on real scenes so far) or default (nimbus-default.onnx, the SegNet
                 trained on synthetic products, L1C with altitude and tree cover from --aux).
-            aux: folder of auxiliary layers (`nimbus auxiliary`) for models that take them.
+            aux: folder of auxiliary layers (`nimbus auxiliary`) for models that take them, or
+                auto: fetch the layers the model needs from public sources (cached).
             out: output folder; names carry the product id and the model name and version.
             overlap: window overlap fraction, 0 <= overlap < 1 (default: the model's).
             window: window size in pixels (default: the model's).
@@ -159,51 +193,67 @@ class NimbusCLI:
             tta: D4 test-time augmentation: number of flips/rotations averaged (0 = off, up to 8).
             batch: windows per inference call.
             provider: auto (CUDA if usable, else CPU), cpu, cuda or tensorrt.
-            threads: CPU threads (0 = all cores).
+            threads: CPU threads (0 = all cores; on Dask: the host's cores shared by its workers).
             probabilities: also write per-class probabilities: uint8 (flag alone) or float16.
             uncertainty: also write the per-pixel uncertainty (normalised entropy).
             quicklook: also write a PNG quicklook (true colour beside the classes, with a legend).
+            stac_item: write a STAC Item beside each class map (--nostac_item: don't; needs pystac).
             overwrite: redo products whose outputs exist (default: skip them).
+            scheduler: run on a Dask cluster: the scheduler address (tcp://host:port) or its
+                scheduler file (default: $DASK_SCHEDULER_ADDRESS when set). Workers must see the
+                products, the model and OUT at the same paths.
+            workers: run on a local Dask cluster of this many worker processes (127.0.0.1).
+            retries: on Dask, retries of a product whose failure looks transient (network, I/O).
+            report: the run report, JSON Lines, one record per product as it completes
+                (default OUT/nimbus-segment-report.jsonl).
+            bbox: search option: W,S,E,N in degrees; with --datetime/--tile, segment what a STAC
+                search finds (see nimbus search) besides PRODUCTS.
+            datetime: search option: an ISO date or interval.
+            tile: search option: an MGRS tile, e.g. 32TMS.
+            cloud_cover: search option: maximum cloud cover in percent.
+            collection: search option: collection id(s).
+            catalog: search option: earth-search, planetary-computer, cdse, or a STAC API / catalog.json.
 
         Returns:
             One line per product: the class map written (or skipped). Exits non-zero when any
             product failed; the others are still processed.
         """
-        from nimbus.batch import run_batch
+        from pathlib import Path
+
+        from nimbus.batch import collect_records
+        from nimbus.engine import SegmentConfig, segment_many
+        from nimbus.engine.distributed import connect
         from nimbus.errors import UsageError
-        from nimbus.segmenter import Segmenter
 
-        if not products:
-            raise UsageError("no product given: nimbus segment PRODUCT... [--model MODEL.onnx]")
-        products = tuple(_products(list(products)))  # folders of products and ItemCollections expand here
-        if probabilities is True:
-            probabilities = "uint8"
-        if probabilities not in (None, False, "uint8", "float16"):
-            raise UsageError(f"--probabilities {probabilities!r}: give the flag alone (uint8) or --probabilities float16")
-        from nimbus.models import resolve_model
+        refs = list(products)
+        if bbox is not None or datetime is not None or tile is not None:
+            from nimbus.search import search_items, write_items
 
-        # without --model: the rules model, the best-measured map on real scenes today (README, BENCHMARKS.md);
-        # Segmenter checks the run options (naming the option) before it loads the model
-        seg = Segmenter(
-            str(resolve_model("rules" if model is None else model)), provider=provider, threads=threads, batch=batch,
-            window=window, overlap=overlap, weights=weights, tta=tta, aux_dir=aux,
+            items = search_items(bbox=bbox, datetime=datetime, tile=tile, cloud_cover=cloud_cover, collections=collection,
+                                 catalog=catalog, limit=10000)  # fmt: skip
+            if not items:
+                raise UsageError(f"the search found no item (catalog {catalog}, bbox {bbox}, datetime {datetime}, tile {tile})")
+            refs.append(str(write_items(items, Path(out) / "nimbus-search-items.json")))
+        if not refs:
+            raise UsageError("no product given: nimbus segment PRODUCT... [--model MODEL.onnx] (or search options --bbox/--datetime/--tile)")
+        refs = _products(refs)  # folders of products and ItemCollections expand here
+        # the config checks every run option (naming the option) before any model is loaded
+        config = SegmentConfig(
+            window=window, overlap=overlap, weights=weights, tta=tta, batch=batch, provider=provider, threads=threads,
+            aux=aux, probabilities="uint8" if probabilities is True else (probabilities or None), uncertainty=uncertainty,
+            quicklook=quicklook, stac_item=bool(stac_item) and _has_pystac(), overwrite=overwrite,
         )  # fmt: skip
+        # without --model: the rules model, the best-measured map on real scenes today (README, BENCHMARKS.md)
+        model_ref = "rules" if model is None else model
 
-        def one(product: str) -> tuple[str, str]:
-            def waiting(owner: dict) -> None:
-                print(f"nimbus: waiting: pid {owner.get('pid', '?')} on {owner.get('host', '?')} is writing the outputs of {product}",
-                      file=sys.stderr, flush=True)  # fmt: skip
+        def waiting(product: str, owner: dict) -> None:
+            print(f"nimbus: waiting: pid {owner.get('pid', '?')} on {owner.get('host', '?')} is writing the outputs of {product}",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
-            res = seg.segment(
-                product, out=out, probabilities=probabilities or None, uncertainty=uncertainty,
-                quicklook=quicklook, overwrite=overwrite, on_wait=waiting,
-            )  # fmt: skip
-            if res.skipped:
-                return "skipped", f"skipped (exists, use --overwrite): {res.classes}"
-            secs = res.seconds.get("total", 0.0)
-            return "done", f"{res.classes}  ({res.windows} windows, {res.windows_skipped} empty skipped, {secs:.1f} s)"
-
-        return run_batch(products, one, debug=self._debug).result()
+        with connect(scheduler, workers) as client:
+            records = segment_many(refs, model_ref, config, out, client=client, retries=retries,
+                                   report=report or Path(out) / "nimbus-segment-report.jsonl", on_wait=waiting)  # fmt: skip
+            return collect_records(records, len(refs), debug=self._debug).result()
 
     def uncertain(
         self,
@@ -221,12 +271,14 @@ class NimbusCLI:
         batch: int = 8,
         device: str | None = None,
         seed: int = 0,
+        context: float = 3.0,
     ) -> dict:
         """Select the patches the model is least sure of (MC dropout) and write them as samples to label.
 
         The pool is every patch of the products in neither the training nor the test split, minus
         patches that already are samples (in OUT or in --labelled folders). Writes OUT/manifest.json,
-        one folder per sample (truecolor, falsecolor, auto_label, prediction, uncertainty GeoTIFFs),
+        one folder per sample (truecolor, falsecolor, auto_label, prediction, uncertainty GeoTIFFs, and
+        context_truecolor / context_falsecolor: the area around the sample that `nimbus label` shows dimmed),
         OUT/scores.csv and plots (uncertainty by month x day, map over the tile). Label them with
         `nimbus label OUT`, then train with `nimbus train --al-labels OUT`.
 
@@ -246,6 +298,7 @@ class NimbusCLI:
             batch: passes per forward call.
             device: cpu, cuda, cuda:1 ... (default: CUDA when available).
             seed: seed of the dropout masks.
+            context: side of the surrounding area stored with each sample, in sample sides (1: none).
 
         Returns:
             A summary: pool, number of patches scored, sample ids selected, scores and plot paths.
@@ -256,7 +309,7 @@ class NimbusCLI:
         res = select_samples(
             arrays, out, checkpoint=checkpoint, split=split, k=int(k), passes=int(passes), method=method,
             window=window, spacing=float(spacing), labelled=dirs, min_valid=float(min_valid), batch=int(batch),
-            device=device, seed=int(seed),
+            device=device, seed=int(seed), context=float(context),
         )
         return {**res, "selected": len(res["selected"])}
 
@@ -518,35 +571,68 @@ class NimbusCLI:
         water: Any = None,
         fill: bool = False,
         overwrite: bool = False,
+        fetch: bool = False,
+        layers: Any = None,
+        mirror: Any = None,
+        cache: str | None = None,
     ) -> str:
-        """Warp auxiliary rasters (any CRS, one or several each) onto a Sentinel-2 tile grid.
+        """Warp auxiliary rasters (any CRS, one or several each) onto a Sentinel-2 tile grid, or fetch them.
 
-        Writes OUT/<TILE>_<layer>_<res>m.tif (COG) for each layer given, on the grid of --product or
-        of --tile (computed from the MGRS code). DEM and tree cover are interpolated bilinearly,
-        water by nearest neighbour. A layer that does not cover the grid fully is an error saying how
-        much is missing, unless --fill.
+        Writes OUT/<TILE>_<layer>_<res>m.tif (COG) for each layer, on the grid of --product or of
+        --tile (computed from the MGRS code). DEM and tree cover are interpolated bilinearly, water by
+        nearest neighbour. A layer that does not cover the grid fully is an error saying how much is
+        missing, unless --fill. With --fetch the layers come from public login-free sources, reading
+        only the windows that cover the tile: altitude from the Copernicus DEM GLO-30 (a missing tile is
+        sea, 0 m), treecover from Hansen GFC treecover2000, water from JRC Global Surface Water
+        occurrence, landcover from ESA WorldCover; they are cached ($NIMBUS_CACHE or ~/.cache/nimbus)
+        so another product of the same tile reads nothing, and tagged with source, version and licence.
 
         Args:
             out: the auxiliary folder (give it to `nimbus segment --aux` and `nimbus arrays --aux`).
             tile: the tile code, e.g. 32TMS (when no product is given).
-            product: a product whose exact grid is used.
+            product: a product whose exact grid is used (a path, or a STAC item file or URL).
             res: pixel size in metres: 10, 20 or 60.
             dem: DEM raster(s) (AW3D30, Copernicus DEM...): files, comma-separated, or a folder of .tif.
             treecover: tree canopy cover raster(s) (GFCC, percent).
             water: JRC global surface water raster(s) (occurrence or extent).
             fill: write nodata where the rasters do not cover the grid instead of failing.
-            overwrite: rebuild layers whose file already exists.
+            overwrite: rebuild layers whose file already exists (with --fetch: fetch again).
+            fetch: fetch the layers from the public sources instead of warping given rasters.
+            layers: with --fetch: layers, comma-separated (default altitude,treecover,water; also landcover).
+            mirror: with --fetch: LAYER=URL pairs, comma-separated, replacing the public buckets (an
+                http(s) URL or a folder laid out like the bucket; default NIMBUS_COPDEM_URL,
+                NIMBUS_HANSEN_URL, NIMBUS_JRC_GSW_URL, NIMBUS_WORLDCOVER_URL, else the public buckets).
+            cache: with --fetch: the cache folder (default $NIMBUS_CACHE or ~/.cache/nimbus).
 
         Returns:
-            One line per layer: file and coverage.
+            One line per layer: file and coverage (with --fetch: source, and whether it came from the cache).
         """
-        from nimbus.auxiliary import build_auxiliary
-        from nimbus.errors import AuxiliaryDataError
+        from nimbus.errors import AuxiliaryDataError, UsageError
 
-        layers = {name: _paths(v) for name, v in (("altitude", dem), ("treecover", treecover), ("water", water)) if v}
-        if not layers:
-            raise AuxiliaryDataError("give at least one of --dem, --treecover, --water")
-        reports = build_auxiliary(out, layers, tile=tile, product=product, res=res, allow_fill=fill, overwrite=overwrite)
+        if fetch:
+            if dem or treecover or water:
+                raise UsageError("--fetch builds the layers from public sources: leave out --dem/--treecover/--water")
+            from nimbus.fetch import fetch_auxiliary, parse_mirrors
+
+            if product is not None:
+                target: Any = product
+            elif tile is not None:
+                from nimbus.grid import tile_grid
+
+                target = tile_grid(tile, int(res))
+            else:
+                raise UsageError("--fetch needs a grid: give --product PATH or --tile 32TMS")
+            done = fetch_auxiliary(out, target, layers=layers, res=int(res), cache=cache, mirrors=parse_mirrors(mirror),
+                                   allow_fill=fill, overwrite=overwrite)  # fmt: skip
+            return "\n".join(f"{d.path}: {d.layer} from {d.source} ({'cache' if d.cached else 'fetched from ' + d.base})" for d in done)
+        if layers is not None or mirror is not None or cache is not None:
+            raise UsageError("--layers, --mirror and --cache go with --fetch")
+        from nimbus.auxiliary import build_auxiliary
+
+        layers_in = {name: _paths(v) for name, v in (("altitude", dem), ("treecover", treecover), ("water", water)) if v}
+        if not layers_in:
+            raise AuxiliaryDataError("give at least one of --dem, --treecover, --water (or --fetch to fetch them)")
+        reports = build_auxiliary(out, layers_in, tile=tile, product=product, res=res, allow_fill=fill, overwrite=overwrite)
         return "\n".join(f"{r.path}: {r.layer}, {100 * (1 - r.missing_fraction):.2f}% covered" for r in reports)
 
     def arrays(
@@ -604,14 +690,16 @@ class NimbusCLI:
         res: int | None = None,
         water_threshold: float | None = None,
         rules: bool = False,
+        truth: Any = False,
     ) -> str:
         """Build the uint8 class map (0 cloud, 1 ground, 2 snow, 3 water, 255 nodata) of one product.
 
         With S2cloudless (--cloudprob rasters 0-100, or --s2cloudless computed from the L1C product):
         start from cloud; ExoLabs no snow or dark region -> ground; water -> water; ExoLabs snow ->
         snow; probability > THRESHOLD -> cloud. Without: start from ground; water; ExoLabs snow;
-        ExoLabs cloud -> cloud. --scl maps the L2A scene classification instead. Inputs on another
-        grid are reprojected (nearest); inputs that do not overlap are refused.
+        ExoLabs cloud -> cloud. --scl maps the L2A scene classification instead; --truth takes a
+        truth map in these codes (a synthetic product's). Inputs on another grid are reprojected
+        (nearest); inputs that do not overlap are refused.
 
         Args:
             target: an arrays folder (OUT/<product id> of `nimbus arrays`; labels.tif is written
@@ -631,18 +719,28 @@ class NimbusCLI:
             rules: label from the bands alone with the spectral rule classifier (Fmask 4.0,
                 Sen2Cor, Let-It-Snow, MNDWI; see export/nimbus-rules.md): weak labels for real
                 products that have no ExoLabs / S2cloudless / JRC layers.
+            truth: labels from a truth map in Nimbus codes: the flag alone for the
+                <product id>_truth.tif that `nimbus synthetic` wrote beside the product, or a path.
 
         Returns:
             The file written and its class counts.
         """
         from nimbus.labels import build_labels
+        from nimbus.legend import DEFAULT_LEGEND
 
         rep = build_labels(target, out=out, exolabs=exolabs, cloudprob=cloudprob, water=water, scl=scl,
                            s2cloudless=s2cloudless, threshold=threshold, masked=masked, res=res,
-                           water_threshold=water_threshold, rules=rules)
-        names = {0: "cloud", 1: "ground", 2: "snow", 3: "water", 255: "nodata"}
+                           water_threshold=water_threshold, rules=rules, truth=truth)
+        names = DEFAULT_LEGEND.name_map()
         counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
         return f"{rep.path}: {rep.source}, date {rep.date}; {counts}; uncovered {rep.uncovered_pixels}"
+
+
+def _has_pystac() -> bool:
+    """Whether pystac (the [stac] extra) is installed: STAC Items are written beside class maps only then."""
+    import importlib.util
+
+    return importlib.util.find_spec("pystac") is not None
 
 
 def _products(value: Any) -> list[str]:

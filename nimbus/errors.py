@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuxiliaryDataError",
+    "AuxiliaryFetchError",
     "CorruptArchiveError",
     "EvaluationError",
     "ExtractError",
@@ -20,6 +21,7 @@ __all__ = [
     "NotAProductError",
     "OutputError",
     "ProductError",
+    "RemoteReadError",
     "ResampleError",
     "TrainingError",
     "UsageError",
@@ -52,12 +54,41 @@ class MetadataError(ProductError):
     """A product's metadata XML/JSON is missing or cannot be parsed."""
 
 
+class RemoteReadError(ProductError):
+    """A remote file (band COG, STAC item, catalogue) cannot be fetched: the message names the URL.
+
+    Attributes:
+        url: the URL that failed.
+        status: the HTTP status, when the server answered (404, 403...).
+    """
+
+    def __init__(self, message: str, url: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
 class ModelError(NimbusError):
     """A model file is missing, unreadable, lacks metadata or asks for what cannot be provided."""
 
 
 class AuxiliaryDataError(NimbusError):
     """An auxiliary layer (DEM, tree cover, water) is missing or does not cover the tile."""
+
+
+class AuxiliaryFetchError(AuxiliaryDataError):
+    """An auxiliary layer cannot be fetched from its public source or mirror (tile not found, server
+    failing after the retries, a file that is not the expected raster): the message names the URL.
+
+    Attributes:
+        url: the URL (or mirror path) that failed.
+        status: the HTTP status, when the server answered.
+    """
+
+    def __init__(self, message: str, url: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
 
 
 class EvaluationError(NimbusError):

@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from nimbus.errors import ProductError
+from nimbus.errors import RemoteReadError
 
 __all__ = [
     "REMOTE_OPTIONS",
@@ -64,15 +64,6 @@ REMOTE_OPTIONS: dict[str, str] = {
 _SCHEMES = ("http://", "https://", "s3://", "gs://", "/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/")
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _HTTP_CODE_RE = re.compile(r"HTTP (?:response )?(?:code|error)[: ]*(\d{3})", re.IGNORECASE)
-
-
-class RemoteReadError(ProductError):
-    """A remote file (band COG, STAC item, catalogue) cannot be fetched: the message names the URL."""
-
-    def __init__(self, message: str, url: str = "", status: int | None = None) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
 
 
 def is_remote(ref: Any) -> bool:

@@ -1,56 +1,45 @@
 """Smooth tiled segmentation of whole products (or numpy arrays) with an ONNX model, streaming.
 
-:class:`Segmenter` slides overlapping windows over the raster at the model's resolution, runs
-the onnxruntime session on batches of windows, blends the windows' softmax probabilities with
-centre-heavy weights (see :mod:`nimbus.blend` for why probabilities), and writes the class map.
-
-Streaming keeps memory set by a strip, not the tile: windows are processed one window row at a
-time. The input is read in chunks of rows (``read_rows``, default the window step), kept only while
-a window still needs them (the halo shared by overlapping window rows is read once, and chunks are
-never concatenated); probabilities accumulate in one reused buffer of a window's height, and rows
-are finalised and handed to the writer as soon as no later window touches them. Peak memory is
-about ``(window + 3 * read_rows) * width * channels * 4`` bytes of input plus the model's, for any
-product height. Reading/decoding/resampling (a background thread, one chunk ahead), inference (the calling
-thread) and writing (a background thread) overlap; onnxruntime, GDAL and the C++ blend kernel
-release the GIL.
+A :class:`Segmenter` joins three things: the model (an onnxruntime :class:`~nimbus.session.Session`
+and its :class:`~nimbus.modelspec.ModelSpec`: channels, classes, resolution, default window), how
+this run tiles it (a frozen, picklable :class:`~nimbus.engine.config.SegmentConfig`: window,
+overlap, weights, TTA, batch, provider, threads, outputs, overwrite) and the streaming loop
+(:func:`nimbus.engine.loop.stream`), which reads rows, runs windows through the model, blends
+their softmax probabilities with centre-heavy weights (see :mod:`nimbus.blend` for why
+probabilities) and hands finished rows to the class-map writer.
 
 Windows holding no valid input pixel are skipped without running the model; pixels without data
-get class 255. Optional D4 test-time augmentation averages the probabilities of up to 8 flipped /
-rotated copies of every window.
+get class 255. Optional D4 test-time augmentation (:mod:`nimbus.tta`) averages the probabilities of
+up to 8 flipped / rotated copies of every window. Many products, on one process or a Dask cluster:
+:func:`nimbus.engine.segment_many`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import queue
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nimbus.blend import HostBlender
-from nimbus.errors import ModelError, NimbusWarning, UsageError
+from nimbus.blend import Blender, HostBlender
+from nimbus.engine.config import SegmentConfig, check_options
+from nimbus.engine.gdalenv import configure_gdal, gdal_cache
+from nimbus.engine.loop import RowReader, RowSink, Tiling, stream
+from nimbus.errors import ModelError, NimbusWarning
+from nimbus.legend import Legend
 from nimbus.modelspec import NODATA_CLASS, ModelSpec
 from nimbus.session import Session
 from nimbus.tta import D4
-from nimbus.windows import WEIGHT_KINDS, WindowLayout, window_weights
 
 __all__ = ["AUX_COVERAGE_WARNING", "SegmentResult", "Segmenter", "check_options", "gdal_cache", "output_paths"]
 
 #: An auxiliary layer covering less than this share of a product is reported (its pixels are no data elsewhere).
 AUX_COVERAGE_WARNING: float = 0.95
-
-#: Reader of raster rows ``[r0, r1)``: ``(float32 (C, r1-r0, W), bool valid (r1-r0, W))``.
-RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
-#: Receiver of finished rows: ``(r0, classes (h, W), probabilities (K, h, W) | None, entropy (h, W) | None)``.
-RowSink = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
 
 @dataclass
@@ -63,6 +52,7 @@ class SegmentResult:
         probabilities: path of the probability raster, if written.
         uncertainty: path of the uncertainty raster, if written.
         quicklook: path of the quicklook PNG, if written.
+        item: path of the STAC Item, if written.
         skipped: True when the outputs existed and were kept.
         windows: windows run through the model (before TTA).
         windows_skipped: windows skipped because they hold no data.
@@ -74,51 +64,20 @@ class SegmentResult:
     probabilities: Path | None = None
     uncertainty: Path | None = None
     quicklook: Path | None = None
+    item: Path | None = None
     skipped: bool = False
     windows: int = 0
     windows_skipped: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
-
-def check_options(
-    window: int | None = None,
-    overlap: float | None = None,
-    weights: str = "spline",
-    tta: int | bool = 0,
-    batch: int = 8,
-    threads: int = 0,
-) -> None:
-    """Refuse run options out of range, naming the option (not the model, whose metadata is checked apart).
-
-    Args:
-        window: window size in pixels, or None (the model's).
-        overlap: overlap fraction in [0, 1), or None (the model's).
-        weights: one of :data:`nimbus.windows.WEIGHT_KINDS`.
-        tta: 0..8 D4 transforms (True = 8).
-        batch: windows per inference call, >= 1.
-        threads: CPU threads, >= 0 (0 = all cores).
-
-    Raises:
-        UsageError: naming the option, its value and the allowed range.
-    """
-
-    def number(name: str, value: Any, kind: type) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
-            raise UsageError(f"--{name} {value!r}: expected {'an integer' if kind is int else 'a number'}")
-        return kind(value)
-
-    if window is not None and not 16 <= number("window", window, int) <= 8192:
-        raise UsageError(f"--window {window}: must be between 16 and 8192 pixels")
-    if overlap is not None and not 0.0 <= number("overlap", overlap, float) < 1.0:
-        raise UsageError(f"--overlap {overlap}: must be a fraction in [0, 1), e.g. 0.5")
-    if weights not in WEIGHT_KINDS:
-        raise UsageError(f"--weights {weights!r}: choose one of {', '.join(WEIGHT_KINDS)}")
-    if tta is not True and not 0 <= number("tta", tta, int) <= 8:
-        raise UsageError(f"--tta {tta}: must be 0 (off) to 8 D4 transforms")
-    if number("batch", batch, int) < 1:
-        raise UsageError(f"--batch {batch}: must be at least 1")
-    if number("threads", threads, int) < 0:
-        raise UsageError(f"--threads {threads}: must be 0 (all cores) or more")
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """The outputs of the product, by kind (``classes`` first)."""
+        out = {"classes": self.classes}
+        for kind in ("probabilities", "uncertainty", "quicklook", "item"):
+            if getattr(self, kind) is not None:
+                out[kind] = getattr(self, kind)
+        return out
 
 
 def output_paths(out_dir: str | os.PathLike[str], product_id: str, spec: ModelSpec) -> dict[str, Path]:
@@ -130,7 +89,7 @@ def output_paths(out_dir: str | os.PathLike[str], product_id: str, spec: ModelSp
         spec: the model description (its name and version go into the names).
 
     Returns:
-        ``{"classes", "probabilities", "uncertainty", "quicklook"}`` -> path.
+        ``{"classes", "probabilities", "uncertainty", "quicklook", "item"}`` -> path.
     """
     base = Path(out_dir) / f"{product_id}_{spec.file_tag}"
     return {
@@ -138,6 +97,7 @@ def output_paths(out_dir: str | os.PathLike[str], product_id: str, spec: ModelSp
         "probabilities": base.with_name(base.name + "_probabilities.tif"),
         "uncertainty": base.with_name(base.name + "_uncertainty.tif"),
         "quicklook": base.with_name(base.name + "_quicklook.png"),
+        "item": base.with_name(base.name + "_item.json"),
     }
 
 
@@ -146,80 +106,6 @@ def _complete(paths: list[Path]) -> bool:
     from nimbus.validate import is_valid
 
     return all(is_valid(p) for p in paths)
-
-
-@contextmanager
-def gdal_cache(megabytes: int | None) -> Iterator[None]:
-    """Bound GDAL's block cache (process-wide) while the block runs, then restore it.
-
-    GDAL's default cache is 5 % of the machine's RAM (6 GB on a 128 GB server), which alone
-    would break the segmenter's memory bound; GDAL reads ``GDAL_CACHEMAX`` only once, so the
-    limit is set through ``GDALSetCacheMax64`` of the libgdal rasterio loaded. Does nothing
-    when ``megabytes`` is None or libgdal cannot be found.
-    """
-    lib = _libgdal() if megabytes else None
-    if lib is None:
-        yield
-        return
-    old = lib.GDALGetCacheMax64()
-    lib.GDALSetCacheMax64(ctypes.c_int64(int(megabytes) * 1024 * 1024))
-    try:
-        yield
-    finally:
-        lib.GDALSetCacheMax64(ctypes.c_int64(old))
-
-
-def _libgdal() -> Any:
-    import rasterio  # noqa: F401  (loads libgdal)
-
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            paths = {line.split()[-1] for line in f if "libgdal" in line and "/" in line}
-    except OSError:
-        paths = set()
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-            lib.GDALGetCacheMax64.restype = ctypes.c_int64
-            lib.GDALSetCacheMax64.argtypes = [ctypes.c_int64]
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-class _RowChunks:
-    """Input rows kept as the chunks the reader produced (windows copy across chunk borders; no
-    concatenation, so the input buffer never holds a second copy of itself)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self._next = 0
-
-    @property
-    def end(self) -> int:
-        return self._next
-
-    def push(self, data: np.ndarray, valid: np.ndarray) -> None:
-        self.items.append((self._next, data, valid))
-        self._next += valid.shape[0]
-
-    def drop_before(self, row: int) -> None:
-        self.items = [it for it in self.items if it[0] + it[2].shape[0] > row]
-
-    def _parts(self, r0: int, r1: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, int, int]]:
-        for start, data, valid in self.items:
-            a, b = max(r0, start), min(r1, start + valid.shape[0])
-            if a < b:
-                yield a - r0, data, valid, a - start, b - start
-
-    def valid(self, r0: int, r1: int) -> np.ndarray:
-        parts = [v[a:b] for _, _, v, a, b in self._parts(r0, r1)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-
-    def copy_to(self, out: np.ndarray, r0: int, x0: int, x1: int) -> None:
-        for o, data, _, a, b in self._parts(r0, r0 + out.shape[1]):
-            out[:, o : o + b - a] = data[:, a:b, x0:x1]
 
 
 def _cuda_blender(k: int, width: int, class_values: tuple[int, ...]) -> Any:  # pragma: no cover - GPU path
@@ -233,59 +119,41 @@ class Segmenter:
 
     Args:
         model: path of the ``.onnx`` model (with Nimbus metadata).
-        provider: ``"auto"`` (CUDA if usable, else CPU), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
-        threads: CPU threads for onnxruntime and the blend kernel (0 = all cores).
-        batch: windows per model call.
-        window: window size in pixels (default: the model's).
-        overlap: fraction of overlap between neighbouring windows (default: the model's).
-        weights: blending weights: ``"spline"``, ``"gaussian"`` or ``"tukey"``.
-        tta: number of D4 transforms to average (0 or 1 = off, up to 8); ``True`` means 8.
-        aux_dir: folder of auxiliary layers for models that take them.
-        read_rows: rows read per chunk (default: the window step, so each window row reads one
-            chunk); the input held is about ``window + 2 * read_rows`` rows of all channels.
-        progress: show a tqdm bar (quiet when output is not a terminal).
-        gdal_cache_mb: GDAL block cache while segmenting a product (None: leave GDAL's default,
-            5 % of RAM). Large enough to keep a row of decoded JPEG2000 tiles of every band.
+        config: the run's options (:class:`~nimbus.engine.config.SegmentConfig`); keyword options
+            (``window=512``, ``tta=4``, ``aux_dir=...``...) override its fields.
+        **options: :class:`~nimbus.engine.config.SegmentConfig` fields; ``aux_dir`` is ``aux``.
+
+    Attributes:
+        spec: the model's own description (never changed by the run's options).
+        config: the run's options.
+        tiling: the window size, overlap, weights and batch this run uses.
 
     Example:
-        >>> seg = Segmenter("model.onnx")                       # doctest: +SKIP
+        >>> seg = Segmenter("model.onnx", window=512)           # doctest: +SKIP
         >>> classes = seg.predict(array)                        # (C, H, W) of seg.spec.channels
         >>> result = seg.segment("S2A_MSIL1C_....SAFE", out="maps/")
     """
 
-    def __init__(
-        self,
-        model: str | os.PathLike[str],
-        provider: str = "auto",
-        threads: int = 0,
-        batch: int = 8,
-        window: int | None = None,
-        overlap: float | None = None,
-        weights: str = "spline",
-        tta: int | bool = 0,
-        aux_dir: str | os.PathLike[str] | None = None,
-        read_rows: int | None = None,
-        progress: bool = True,
-        gdal_cache_mb: int | None = 256,
-    ) -> None:
-        check_options(window=window, overlap=overlap, weights=weights, tta=tta, batch=batch, threads=threads)
-        self.session = Session(model, provider=provider, threads=threads)
+    def __init__(self, model: str | os.PathLike[str], config: SegmentConfig | None = None, **options: Any) -> None:
+        if "aux_dir" in options:
+            options["aux"] = options.pop("aux_dir")
+        if "aux" in options and options["aux"] is not None:
+            options["aux"] = os.fspath(options["aux"])
+        config = (config or SegmentConfig()).replace(**options) if options else (config or SegmentConfig())
+        self.config: SegmentConfig = config
+        self.session = Session(model, provider=config.provider, threads=config.threads)
         spec = self.session.spec
-        if window is not None and int(window) != spec.window:
-            if not spec.dynamic_hw:
-                raise ModelError(f"model {model} has a fixed {spec.window}x{spec.window} input; --window {window} is not possible")
-            spec = spec.replace(window=int(window))
-        if overlap is not None:
-            spec = spec.replace(overlap=float(overlap))
+        if config.window is not None and config.window != spec.window and not spec.dynamic_hw:
+            raise ModelError(f"model {model} has a fixed {spec.window}x{spec.window} input; --window {config.window} is not possible")
         self.spec: ModelSpec = spec
-        self.weights = weights
-        self.batch = max(1, int(batch))
-        self.tta = 8 if tta is True else max(1, min(8, int(tta or 1)))
-        self.threads = int(threads)
-        self.aux_dir = aux_dir
-        self.read_rows = int(read_rows) if read_rows else WindowLayout(spec.window, spec.window, spec.window, spec.overlap).step
-        self.progress = progress
-        self.gdal_cache_mb = gdal_cache_mb
+        self.legend: Legend = Legend.of(spec.classes)
+        self.tiling = Tiling(
+            size=config.window or spec.window,
+            overlap=spec.overlap if config.overlap is None else config.overlap,
+            weights=config.weights,
+            batch=config.batch,
+            read_rows=config.read_rows,
+        )
         self._mean = np.asarray(spec.mean, np.float32)[:, None, None]
         self._std = np.asarray(spec.std, np.float32)[:, None, None]
         self.last_stats: dict[str, Any] = {}
@@ -297,6 +165,28 @@ class Segmenter:
                 self._use_cuda = bool(cuda.is_available())
             except Exception:  # numba without CUDA support
                 self._use_cuda = False
+        configure_gdal(config.gdal_cache_mb)  # once per process, not per product
+
+    # ------------------------------------------------------------------ options (read-only views of the config)
+    @property
+    def aux_dir(self) -> str | None:
+        """The folder of auxiliary layers (``"auto"``: fetched per product)."""
+        return self.config.aux
+
+    @property
+    def window(self) -> int:
+        """The window size this run uses."""
+        return self.tiling.size
+
+    @property
+    def overlap(self) -> float:
+        """The overlap this run uses."""
+        return self.tiling.overlap
+
+    @property
+    def tta(self) -> int:
+        """D4 transforms averaged (1 = off)."""
+        return self.config.tta
 
     # ------------------------------------------------------------------ model
     def _prepare(self, tiles: np.ndarray) -> np.ndarray:
@@ -308,10 +198,11 @@ class Segmenter:
         """Probabilities (N, K, h, w) of a batch, TTA-averaged; a device array on the CUDA path."""
         x = self._prepare(tiles)
         out: Any = None
-        for k in range(self.tta):
+        tta = self.config.tta
+        for k in range(tta):
             fwd, inv = D4[k]
             xt = np.ascontiguousarray(fwd(x)) if k else x
-            if self._use_cuda and self.session.on_gpu and self.tta == 1 and self.spec.softmax_in_graph:
+            if self._use_cuda and self.session.on_gpu and tta == 1 and self.spec.softmax_in_graph:
                 dev, keep = self.session.run_device(xt)
                 self._keepalive = keep  # the OrtValue owning the device memory
                 return dev
@@ -322,11 +213,16 @@ class Segmenter:
                 p /= p.sum(axis=1, keepdims=True)
             p = inv(p) if k else p
             out = p if out is None else out + p
-        if self.tta > 1:
-            out = out / np.float32(self.tta)
+        if tta > 1:
+            out = out / np.float32(tta)
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    # ------------------------------------------------------------------ engine
+    def _blender(self, width: int) -> Blender:
+        k, values = self.spec.num_classes, self.spec.class_values
+        if self._use_cuda:
+            return _cuda_blender(k, width, values)
+        return HostBlender(k, width, values, self.config.threads, self.tiling.layout(self.tiling.size, width).win_h)
+
     def _run(
         self,
         height: int,
@@ -338,131 +234,12 @@ class Segmenter:
         callback: Callable[[int, int], None] | None = None,
         desc: str = "",
     ) -> dict[str, Any]:
-        """Stream windows over a ``height x width`` raster: read, infer, blend, hand rows to ``sink``."""
-        from tqdm.auto import tqdm
-
-        spec = self.spec
-        layout = WindowLayout(height, width, spec.window, spec.overlap)
-        wh, ww = layout.win_h, layout.win_w
-        size = spec.window
-        padded = (wh, ww) != (size, size)
-        weights = window_weights((wh, ww), self.weights)
-        ys = layout.row_starts
-        k = spec.num_classes
-        blender: Any = _cuda_blender(k, width, spec.class_values) if self._use_cuda else HostBlender(k, width, spec.class_values, self.threads, wh)
-        stats = {"read": 0.0, "infer": 0.0, "blend": 0.0, "write": 0.0, "windows": 0, "windows_skipped": 0}
-        chunk = max(self.read_rows, 1)
-        c = len(spec.channels)
-
-        # --- reader thread: chunks of rows, one ahead
-        chunks: queue.Queue = queue.Queue(maxsize=1)
-        stop = threading.Event()
-
-        def read_all() -> None:
-            try:
-                for r0 in range(0, height, chunk):
-                    if stop.is_set():
-                        return
-                    t = time.perf_counter()
-                    data, valid = reader(r0, min(height, r0 + chunk))
-                    stats["read"] += time.perf_counter() - t
-                    if data.shape != (c, valid.shape[0], width) or valid.shape != (min(height, r0 + chunk) - r0, width):
-                        raise ModelError(f"reader returned {data.shape}/{valid.shape} for rows {r0}..{r0 + chunk}; expected ({c}, h, {width})")
-                    while not stop.is_set():
-                        try:
-                            chunks.put((np.asarray(data, np.float32), np.asarray(valid, bool)), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-            except BaseException as exc:  # handed to the main thread
-                chunks.put(exc)
-
-        # --- writer thread
-        results: queue.Queue = queue.Queue(maxsize=2)
-        errors: list[BaseException] = []
-
-        def write_all() -> None:
-            while True:
-                item = results.get()
-                if item is None:
-                    return
-                if errors:
-                    continue
-                try:
-                    t = time.perf_counter()
-                    sink(*item)
-                    stats["write"] += time.perf_counter() - t
-                except BaseException as exc:
-                    errors.append(exc)
-
-        reader_t = threading.Thread(target=read_all, name="nimbus-read", daemon=True)
-        writer_t = threading.Thread(target=write_all, name="nimbus-write", daemon=True)
-        reader_t.start()
-        writer_t.start()
-        rows = _RowChunks()
-        bar = tqdm(total=height, desc=desc or "segment", unit="row", disable=None if self.progress else True, leave=False)
-        try:
-            for i, y in enumerate(ys):
-                # hold input rows [y, y + wh): drop chunks no window needs any more, take new ones
-                rows.drop_before(min(y, blender.start))
-                while rows.end < y + wh:
-                    item = chunks.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    rows.push(*item)
-                blender.extend(y + wh)
-                strip_valid = rows.valid(y, y + wh)
-                wins = [(y, x) for x in layout.col_starts if strip_valid[:, x : x + ww].any()]
-                stats["windows_skipped"] += len(layout.col_starts) - len(wins)
-                for b in range(0, len(wins), self.batch):
-                    part = wins[b : b + self.batch]
-                    tiles = np.empty((len(part), c, size, size), np.float32)
-                    for j, (_, x) in enumerate(part):
-                        if padded:  # raster smaller than a window: mirror it up to the window size
-                            tile = np.empty((c, wh, ww), np.float32)
-                            rows.copy_to(tile, y, x, x + ww)
-                            tiles[j] = np.pad(tile, ((0, 0), (0, size - wh), (0, size - ww)), mode="symmetric")
-                        else:
-                            rows.copy_to(tiles[j], y, x, x + ww)
-                    t = time.perf_counter()
-                    probs = self._infer(tiles)
-                    stats["infer"] += time.perf_counter() - t
-                    if padded and not self._use_cuda:  # the CUDA kernel reads the top-left (wh, ww) itself
-                        probs = np.ascontiguousarray(probs[:, :, :wh, :ww])
-                    t = time.perf_counter()
-                    blender.add(probs, [y] * len(part), [x for _, x in part], weights)
-                    stats["blend"] += time.perf_counter() - t
-                    stats["windows"] += len(part)
-                # rows before the next window row are final
-                end = ys[i + 1] if i + 1 < len(ys) else y + wh
-                t = time.perf_counter()
-                r0 = blender.start
-                classes, probs_out, ent = blender.take(end, rows.valid(r0, end), want_probs, want_entropy)
-                stats["blend"] += time.perf_counter() - t
-                if errors:
-                    raise errors[0]
-                results.put((r0, classes, probs_out, ent))
-                bar.update(end - r0)
-                if callback is not None:
-                    callback(end, height)
-            results.put(None)
-            writer_t.join()
-            if errors:
-                raise errors[0]
-            self.last_stats = stats
-        finally:
-            stop.set()
-            bar.close()
-            if writer_t.is_alive():
-                errors.append(RuntimeError("aborted"))
-                results.put(None)
-                writer_t.join()
-            while reader_t.is_alive():
-                try:
-                    chunks.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            reader_t.join()
+        """Stream windows over a ``height x width`` raster (:func:`nimbus.engine.loop.stream`)."""
+        stats = stream(
+            height, width, len(self.spec.channels), reader, self._infer, self._blender(width), sink, self.tiling,
+            want_probs=want_probs, want_entropy=want_entropy, callback=callback, desc=desc, progress=self.config.progress,
+        )  # fmt: skip
+        self.last_stats = stats
         return stats
 
     # ------------------------------------------------------------------ arrays
@@ -534,7 +311,22 @@ class Segmenter:
         return (classes, *extra) if extra else classes
 
     # ------------------------------------------------------------------ products
-    def _warn_aux_coverage(self, product: Any) -> None:
+    def aux_for(self, product: Any) -> str | None:
+        """The auxiliary folder for a product: the configured one, or with ``aux="auto"`` the cache
+        folder holding the layers the model needs, fetched from public sources when missing."""
+        aux = self.config.aux
+        if aux != "auto":
+            return aux
+        from nimbus.inputs import split_channels
+
+        _, layers = split_channels(self.spec.channels)
+        if not layers:
+            return None
+        from nimbus.fetch import auto_aux
+
+        return os.fspath(auto_aux(product, list(layers), int(round(self.spec.resolution))))
+
+    def _warn_aux_coverage(self, product: Any, aux_dir: str | None) -> None:
         """Warn when an auxiliary layer the model takes covers little of the product (no data elsewhere)."""
         import rasterio
 
@@ -543,7 +335,7 @@ class Segmenter:
 
         _, layers = split_channels(self.spec.channels)
         for layer in layers:
-            path = find_aux(self.aux_dir, product.tile, layer, int(round(self.spec.resolution)))
+            path = find_aux(aux_dir, product.tile, layer, int(round(self.spec.resolution)))
             if path is None:
                 continue
             with rasterio.open(path) as ds:
@@ -558,28 +350,36 @@ class Segmenter:
                     stacklevel=3,
                 )
 
-    def check_inputs(self, product: Any) -> None:
+    def check_inputs(self, product: Any, aux_dir: str | None = None) -> None:
         """Refuse a product the model cannot run on, before any work: resolution, level, channels.
+
+        Args:
+            product: an opened product.
+            aux_dir: the auxiliary folder (default: the configured one; ``"auto"`` counts as
+                providing every auxiliary layer, which is fetched later).
 
         Raises:
             ModelError: naming the model, the product and what does not fit (a resolution that is
                 not a Sentinel-2 grid, B10 asked of an L2A product, channels that neither the
                 product nor the auxiliary folder provide).
         """
-        from nimbus.inputs import missing_channels
+        from nimbus.inputs import missing_channels, split_channels
 
+        aux_dir = self.config.aux if aux_dir is None else aux_dir
         src = getattr(product, "path", product)
         res = self.spec.resolution
         if res not in (10.0, 20.0, 60.0):
             raise ModelError(f"model {self.session.path} works at {res:g} m; Sentinel-2 products have 10, 20 and 60 m grids")
-        missing = missing_channels(product, self.spec.channels, self.aux_dir)
+        missing = missing_channels(product, self.spec.channels, None if aux_dir == "auto" else aux_dir)
+        if aux_dir == "auto":
+            missing = [m for m in missing if m not in split_channels(self.spec.channels)[1]]
         if "B10" in missing and getattr(product, "level", "") == "L2A":
             raise ModelError(
                 f"model {self.session.path} takes B10 (cirrus), which L2A products such as {src} do not have; "
                 "use a model made for L2A (or the L1C product)"
             )
         if missing:
-            where = f"nor the auxiliary folder {self.aux_dir} provides" if self.aux_dir else "provides and no auxiliary folder was given (--aux DIR)"
+            where = f"nor the auxiliary folder {aux_dir} provides" if aux_dir else "provides and no auxiliary folder was given (--aux DIR, or --aux auto to fetch them)"
             raise ModelError(f"model {self.session.path} needs channel(s) {', '.join(missing)}, which neither product {src} {where}")
 
     def segment(
@@ -587,9 +387,9 @@ class Segmenter:
         product: Any,
         out: str | os.PathLike[str] = ".",
         probabilities: str | None = None,
-        uncertainty: bool = False,
-        quicklook: bool = False,
-        overwrite: bool = False,
+        uncertainty: bool | None = None,
+        quicklook: bool | None = None,
+        overwrite: bool | None = None,
         region: Any = None,
         callback: Callable[[int, int], None] | None = None,
         lock_wait: float | None = None,
@@ -598,12 +398,14 @@ class Segmenter:
         """Segment a product into a class map (COG) and optional extras, streaming in strips.
 
         Args:
-            product: a product path (.SAFE folder, zipped SAFE, COG folder) or an opened product.
+            product: a product path (.SAFE folder, zipped SAFE, COG folder, STAC item) or an opened product.
             out: output folder. Names: ``<product_id>_<model>-v<version>_classes.tif`` etc.
-            probabilities: also write per-class probabilities: ``"uint8"`` (0..255) or ``"float16"``.
+            probabilities: also write per-class probabilities: ``"uint8"`` (0..255) or
+                ``"float16"`` (default: the config's).
             uncertainty: also write the normalised entropy of the probabilities (uint8 0..254).
             quicklook: also write a PNG (true colour beside the classes, with a legend).
-            overwrite: replace existing outputs (default: skip a product whose class map exists).
+            overwrite: replace existing outputs (default: the config's; skip a product whose
+                outputs exist and validate).
             region: optional ``rasterio.windows.Window`` of the model-resolution grid to segment
                 instead of the whole product.
             callback: called as ``callback(rows_done, rows_total)`` after each strip.
@@ -613,13 +415,14 @@ class Segmenter:
 
         Outputs are committed together, the class map last, after each was reopened and
         validated: an existing class map means every output of the product is complete. Outputs
-        that exist but do not validate are redone, never skipped.
+        that exist but do not validate are redone, never skipped. The STAC Item (``stac_item``
+        in the config) is written after the commit, from the committed files.
 
         Returns:
             A :class:`SegmentResult` with the paths written and the time per stage.
 
         Raises:
-            ModelError: when the model needs a channel the product or ``aux_dir`` cannot provide.
+            ModelError: when the model needs a channel the product or the auxiliary folder cannot provide.
             OutputError: when an output cannot be written completely (e.g. the disk is full).
         """
         from affine import Affine
@@ -630,6 +433,11 @@ class Segmenter:
         from nimbus.lock import OutputLock
         from nimbus.writers import SegmentationWriter
 
+        cfg = self.config
+        probabilities = cfg.probabilities if probabilities is None else (probabilities or None)
+        uncertainty = cfg.uncertainty if uncertainty is None else bool(uncertainty)
+        quicklook = cfg.quicklook if quicklook is None else bool(quicklook)
+        overwrite = cfg.overwrite if overwrite is None else bool(overwrite)
         if not hasattr(product, "read"):
             from nimbus.product import open_product
 
@@ -642,7 +450,9 @@ class Segmenter:
             result.uncertainty = paths["uncertainty"]
         if quicklook:
             result.quicklook = paths["quicklook"]
-        wanted = [p for p in (result.classes, result.probabilities, result.uncertainty, result.quicklook) if p is not None]
+        if cfg.stac_item:
+            result.item = paths["item"]
+        wanted = list(result.outputs.values())
         if not overwrite and _complete(wanted):
             result.skipped = True
             return result
@@ -660,19 +470,19 @@ class Segmenter:
                 return result
             for p in paths.values():  # what a killed run left behind (we hold the lock: nobody writes them)
                 remove_stale_temporaries(p)
-            self._warn_aux_coverage(product)
+            t0 = time.perf_counter()
+            aux_dir = self.aux_for(product)
+            self._warn_aux_coverage(product, aux_dir)
 
             def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-                data, valid = assemble(product, self.spec.channels, res_i, Window(col0, row0 + r0, w, r1 - r0), self.aux_dir)
-                return data, valid
+                return assemble(product, self.spec.channels, res_i, Window(col0, row0 + r0, w, r1 - r0), aux_dir)
 
             def add_quicklook(group: Any, classes_tmp: Path) -> None:
                 from nimbus.quicklook import write_quicklook
 
                 write_quicklook(product, classes_tmp, group.path(paths["quicklook"]), self.spec, region=region)
 
-            t0 = time.perf_counter()
-            with gdal_cache(self.gdal_cache_mb), SegmentationWriter(
+            with SegmentationWriter(
                 paths["classes"],
                 crs=product.crs,
                 transform=transform,
@@ -685,17 +495,13 @@ class Segmenter:
                 before_commit=add_quicklook if quicklook else None,
             ) as writer:
                 stats = self._run(
-                    h,
-                    w,
-                    reader,
-                    writer.write_rows,
-                    want_probs=bool(probabilities),
-                    want_entropy=bool(uncertainty),
-                    callback=callback,
-                    desc=product.product_id[:40],
-                )
+                    h, w, reader, writer.write_rows, want_probs=bool(probabilities), want_entropy=bool(uncertainty),
+                    callback=callback, desc=product.product_id[:40],
+                )  # fmt: skip
                 t = time.perf_counter()
             stats["write"] += time.perf_counter() - t  # COG conversion, overviews, validation
+            if result.item is not None:
+                self._write_item(result, product)
         if stats["windows"] == 0:
             warnings.warn(
                 f"{getattr(product, 'path', product.product_id)}: no valid pixel in any model input; the class map is all no data (255)",
@@ -707,3 +513,16 @@ class Segmenter:
         stats["total"] = time.perf_counter() - t0
         result.seconds = {k: float(v) for k, v in stats.items()}
         return result
+
+    def _write_item(self, result: SegmentResult, product: Any) -> None:
+        """Write the STAC Item of committed outputs (pystac missing: a warning, the maps stay)."""
+        import importlib.util
+
+        if importlib.util.find_spec("pystac") is None:
+            warnings.warn(f'no STAC Item beside {result.classes}: pip install "nimbus-s2[stac]" for items', NimbusWarning, stacklevel=3)
+            result.item = None
+            return
+        from nimbus.stacitem import write_classmap_item
+
+        files = {k: v for k, v in result.outputs.items() if k != "item"}
+        result.item = write_classmap_item(files, product, self.spec)

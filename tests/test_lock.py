@@ -58,3 +58,26 @@ def test_lock_of_another_host_is_respected(tmp_path: Path) -> None:
     (tmp_path / ".x.tif.lock").write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "since": 0}))
     with pytest.raises(LockBusyError, match="elsewhere.example"):
         OutputLock(out, wait=0).acquire()
+
+
+def test_lock_of_a_killed_unreaped_process_is_taken_over(tmp_path) -> None:
+    """A killed process not yet reaped by its parent (a zombie, e.g. a Dask worker whose nanny has
+    not collected it) holds no lock."""
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    out = tmp_path / "classes.tif"
+    (tmp_path / ".classes.tif.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": child.pid, "since": 0}))
+    child.send_signal(signal.SIGKILL)
+    try:
+        import time
+
+        time.sleep(0.3)  # dead, not reaped: /proc still lists it as a zombie
+        with OutputLock(out, wait=2.0) as lock:
+            assert lock.held and not lock.waited
+    finally:
+        child.wait()

@@ -1,0 +1,168 @@
+"""Many products, one model, one config: :func:`segment_many`, on this process or a Dask cluster.
+
+The CLI's ``nimbus segment`` only builds a :class:`~nimbus.engine.config.SegmentConfig` and calls
+:func:`segment_many`; the library does the same. Each product becomes one
+:class:`~nimbus.engine.records.ProductRecord`, yielded as soon as it is known (in completion order
+on a cluster) and appended to the run report. A failing product is a ``failed`` record, never an
+exception that stops the others. Every process keeps its :class:`~nimbus.segmenter.Segmenter` per
+(model, config) in :func:`segmenter_for`, so a Dask worker loads a model once for all its products.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from nimbus.engine.config import SegmentConfig
+from nimbus.engine.records import ProductRecord, RunReport, is_transient
+
+__all__ = ["absolute_ref", "segment_many", "segment_one", "segmenter_for"]
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 2
+
+
+def absolute_ref(ref: str | os.PathLike[str]) -> str:
+    """A product or model reference that means the same on another process: local paths made
+    absolute, URLs and shipped model names (``rules``, ``default``) kept."""
+    s = os.fspath(ref)
+    if "://" in s or s in ("rules", "default"):
+        return s
+    return str(Path(s).expanduser().absolute())
+
+
+def segmenter_for(model: str | os.PathLike[str], config: SegmentConfig) -> Any:
+    """This process's :class:`~nimbus.segmenter.Segmenter` for a model and config, loaded once.
+
+    Keyed by the model file (path, size, modification time) and the whole config; the two most
+    recent are kept.
+    """
+    from nimbus.models import resolve_model
+    from nimbus.segmenter import Segmenter
+
+    path = str(resolve_model(os.fspath(model)))
+    try:
+        st = os.stat(path)
+        stamp: tuple = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = ()
+    key = (path, stamp, config)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    seg = Segmenter(path, config)
+    with _CACHE_LOCK:
+        _CACHE[key] = seg
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return seg
+
+
+def _where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def segment_one(
+    product: Any,
+    model: str | os.PathLike[str],
+    config: SegmentConfig,
+    out: str | os.PathLike[str],
+    on_wait: Callable[[dict], None] | None = None,
+    raise_transient: bool = False,
+) -> ProductRecord:
+    """Segment one product and say what became of it; any failure is a ``failed`` record.
+
+    Args:
+        product: a product reference (path, URL, STAC item) or an opened product.
+        model: the model file or a shipped model name.
+        config: the run's options.
+        out: the output folder.
+        on_wait: called with the lock owner when another process is writing the same outputs.
+        raise_transient: re-raise failures that look transient (network, I/O) instead of
+            recording them, so that a scheduler can retry the product elsewhere.
+
+    Returns:
+        The product's :class:`~nimbus.engine.records.ProductRecord`.
+    """
+    name = str(getattr(product, "path", product))
+    t0 = time.perf_counter()
+    try:
+        seg = segmenter_for(model, config)
+        res = seg.segment(product, out=out, on_wait=on_wait)
+    except Exception as exc:  # one product, one failure: the others go on
+        if raise_transient and is_transient(exc):
+            raise
+        return ProductRecord.failure(name, exc, time.perf_counter() - t0, _where())
+    return ProductRecord(
+        name,
+        "skipped" if res.skipped else "done",
+        0.0 if res.skipped else time.perf_counter() - t0,
+        outputs={k: str(v) for k, v in res.outputs.items()},
+        product_id=res.product_id,
+        windows=res.windows,
+        worker=_where(),
+    )
+
+
+def segment_many(
+    products: Iterable[Any],
+    model: str | os.PathLike[str],
+    config: SegmentConfig | None = None,
+    out: str | os.PathLike[str] = ".",
+    client: Any = None,
+    retries: int = 2,
+    report: str | os.PathLike[str] | RunReport | None = None,
+    progress: bool = True,
+    on_wait: Callable[[str, dict], None] | None = None,
+) -> Iterator[ProductRecord]:
+    """Segment many products with one model and config; yield one record per product as it is known.
+
+    Args:
+        products: product references (paths, URLs, STAC items).
+        model: the model file or a shipped model name (``rules``, ``default``).
+        config: the run's options (default :class:`~nimbus.engine.config.SegmentConfig`).
+        out: the output folder (on a cluster: a folder every worker can write).
+        client: a ``distributed.Client``: one task per product on its cluster; None: this process.
+        retries: on a cluster, how often a product whose failure looks transient (network, I/O)
+            is tried again; deterministic failures are never retried.
+        report: a JSON Lines file (or an open :class:`~nimbus.engine.records.RunReport`) receiving
+            every record as it arrives.
+        progress: show a progress bar over products (quiet when output is not a terminal).
+        on_wait: local runs: called as ``on_wait(product, owner)`` when another process is writing
+            the same outputs.
+
+    Yields:
+        :class:`~nimbus.engine.records.ProductRecord` per product (input order on this process,
+        completion order on a cluster).
+
+    Raises:
+        ModelError: when the model cannot be loaded (before any product is started).
+    """
+    config = config or SegmentConfig()
+    products = list(products)
+    rep = report if isinstance(report, RunReport) else RunReport(report)
+    try:
+        if client is None:
+            segmenter_for(model, config)  # a model that cannot load stops the run before any product
+            records: Iterator[ProductRecord] = (
+                segment_one(p, model, config, out, on_wait=(lambda owner, p=p: on_wait(str(p), owner)) if on_wait else None)
+                for p in products
+            )
+        else:
+            from nimbus.engine.distributed import map_products
+
+            records = map_products(products, model, config, out, client, retries=retries, progress=progress)
+        for rec in records:
+            rep.add(rec)
+            yield rec
+    finally:
+        if not isinstance(report, RunReport):
+            rep.close()
