@@ -61,7 +61,15 @@ TRAIN = [
     "onnxscript>=0.1",
     "matplotlib>=3.7",
 ]
+#: ``nimbus labels --s2cloudless``: the cloud detector and what it pulls (sentinelhub, lightgbm, opencv, scipy...).
+LABELS = ["s2cloudless>=1.7"]
+#: ``nimbus label``: the labelling web tool.
+LABEL = ["flask>=2.3"]
+#: ``nimbus.segment_xarray``: DataArrays in, DataArrays out, lazily on dask.
+XARRAY = ["xarray>=2023.1", "rioxarray>=0.15", "dask[array]>=2024.1"]
 TEST = [
+    *LABELS,
+    *LABEL,
     "pytest>=7",
     "pytest-xdist>=3",
     "playwright>=1.40",
@@ -99,15 +107,15 @@ setup(
         "fire>=0.5",
         "tqdm>=4.60",
         "pillow>=9",
-        "s2cloudless>=1.7",
-        "flask>=2.3",
     ],
     extras_require={
         "train": TRAIN,
         "gpu": ["onnxruntime-gpu>=1.17"],
         "stac": ["pystac>=1.8", "pystac-client>=0.7"],  # nimbus search on STAC APIs; + planetary-computer to sign PC hrefs
         "dask": ["dask[distributed]>=2024.1"],  # --scheduler / --workers: batches on Dask distributed
-        "xarray": ["xarray>=2023.1", "rioxarray>=0.15", "dask[array]>=2024.1"],  # nimbus.segment_xarray
+        "labels": LABELS,  # nimbus labels --s2cloudless
+        "label": LABEL,  # nimbus label (the labelling web tool)
+        "xarray": XARRAY,  # nimbus.segment_xarray
         "test": TEST,
     },
     entry_points={"console_scripts": ["nimbus=nimbus.cli:main"]},

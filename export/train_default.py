@@ -15,9 +15,9 @@ auxiliary layer, so one model serves L1C and L2A products. Steps (each command i
 recorded in the model card):
 
 1. ``nimbus synthetic``: synthetic L1C and L2A products (distinct seeds, hence dates and scenes),
-   ``nimbus arrays --res 20`` (no auxiliary layers) and labels = the generator's true class map (the
-   10 m truth is written in the L2A scene classification's codes and given to ``nimbus labels
-   --scl``, which maps it back to 0..3 onto the arrays grid);
+   ``nimbus arrays --res 20`` (no auxiliary layers) and labels = the generator's true class map
+   (``nimbus labels ARRAYS/<id> --truth``: the 10 m ``<id>_truth.tif`` beside the product, onto
+   the arrays grid by nearest neighbour, the same labels the earlier SCL-code detour gave);
 2. ``python export/make_training_data.py``: real scenes of ``../shared/realdata`` as backgrounds
    with composited clouds, shadows, haze, snow and water (``nimbus.composite``), and real scenes
    with rule labels (``nimbus.rules``, weak labels), in the same arrays format; the evaluation
@@ -69,9 +69,6 @@ CHANNELS = "B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B11,B12"
 #: Training options (passed to `nimbus train`).
 TRAIN_OPTS = dict(model="segnet", epochs=16, batch=12, patch=128, lr=2e-3, patches_per_epoch=960, dropout=0.2, seed=0, channels=CHANNELS, resolution=20)
 
-#: Truth class -> SCL code that `nimbus labels --scl` maps back to that class.
-TRUTH_TO_SCL = {0: 9, 1: 4, 2: 11, 3: 6, 255: 0}
-
 COMMANDS: list[str] = []
 REUSE_DATA = False
 
@@ -89,23 +86,6 @@ def run(*args: object, capture: bool = True) -> str:
     if out:
         print(out, flush=True)
     return out
-
-
-def truth_as_scl(truth: Path, dst: Path) -> Path:
-    """Write the generator's truth in SCL codes (same grid), for ``nimbus labels --scl``."""
-    import rasterio
-
-    with rasterio.open(truth) as src:
-        data = src.read(1)
-        profile = src.profile
-    lut = np.zeros(256, np.uint8)
-    for k, v in TRUTH_TO_SCL.items():
-        lut[k] = v
-    profile.update(dtype="uint8", nodata=0, count=1, driver="GTiff", compress="deflate")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(dst, "w", **profile) as out:
-        out.write(lut[data], 1)
-    return dst
 
 
 def make_products(specs: list[tuple], folder: Path, arrays: Path, quick: bool) -> list[dict]:
@@ -133,9 +113,7 @@ def make_products(specs: list[tuple], folder: Path, arrays: Path, quick: bool) -
         aux = product.parent / f"{pid}_aux"
         truth = product.parent / f"{pid}_truth.tif"
         run("arrays", product, "--out", arrays, "--res", 20)
-        scl = truth_as_scl(truth, folder / "truth_scl" / f"{pid}_scl.tif")
-        COMMANDS.append(f"# {scl.name}: {truth.name} in SCL codes {TRUTH_TO_SCL} (export/train_default.py:truth_as_scl)")
-        run("labels", arrays / pid, "--scl", scl)
+        run("labels", arrays / pid, "--truth", truth)
         items.append({"product": product, "id": pid, "aux": aux, "truth": truth, "seed": seed, "size": size, "level": level, "baseline": baseline})
     doc = {
         "specs": [list(s) for s in specs],

@@ -313,7 +313,9 @@ class NimbusCLI:
         )
         return {**res, "selected": len(res["selected"])}
 
-    def label(self, samples_dir: str, host: str = "127.0.0.1", port: int = 8765, no_browser: bool = False) -> None:
+    def label(
+        self, samples_dir: str, host: str = "127.0.0.1", port: int = 8765, no_browser: bool = False, palette: str = "default"
+    ) -> None:
         """Open the labelling web tool on a samples folder written by `nimbus uncertain`.
 
         Serves only that folder, on 127.0.0.1 by default, prints its URL and opens the browser.
@@ -324,10 +326,14 @@ class NimbusCLI:
             host: address to bind; keep 127.0.0.1 unless others must reach it.
             port: TCP port (0 picks a free one).
             no_browser: do not open a browser window.
+            palette: class colours: default (those of the maps and quicklooks) or colorblind.
         """
+        from nimbus.extras import require
+
+        require("label", "flask")  # the labelling tool's web server: the [label] extra
         from nimbus.labeler.server import serve
 
-        serve(samples_dir, host=host, port=port, open_browser=not no_browser)
+        serve(samples_dir, host=host, port=port, open_browser=not no_browser, palette=palette)
 
 
     def train(
@@ -380,7 +386,9 @@ class NimbusCLI:
             resolution: pixel size in metres the arrays must have (default: the arrays').
             seed: random seed of the split, statistics, weights and patches.
             resume: a last.pt to continue from (its options are kept; --epochs sets the new total).
-            al_labels: samples folder with hand labels from `nimbus label` (active learning).
+            al_labels: samples folder with hand labels from `nimbus label` (active learning). Their
+                products train; validation keeps products without hand labels (moving whole dates
+                of training products there when none is left) and the run prints what it did.
             al_weight: loss weight of hand-labelled pixels.
             al_fraction: share of random training patches drawn around hand-labelled samples.
             workers: data-loading worker processes.
@@ -534,7 +542,17 @@ class NimbusCLI:
 
         return run_demo(out, model=model, size=size, threads=threads).report()
 
-    def extract(self, src: str, dst: str, cog: bool = False, max_gb: float = 8.0, max_ratio: float = 200.0) -> str:
+    def extract(
+        self,
+        src: str,
+        dst: str,
+        cog: bool = False,
+        max_gb: float = 8.0,
+        max_ratio: float = 200.0,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        retries: int = 2,
+    ) -> str:
         """Unpack every zipped product in SRC into DST/<tile>/<product id>/ (safe, atomic, idempotent).
 
         Archives with absolute or `..` entry paths (zip-slip) or that would expand beyond the limits
@@ -547,14 +565,27 @@ class NimbusCLI:
             cog: transcode the JPEG2000 bands to Cloud-Optimized GeoTIFF (ZSTD + predictor).
             max_gb: refuse an archive expanding to more than this many GB.
             max_ratio: refuse an entry (>1 MB) compressed more than this ratio.
+            scheduler: run one task per archive on a Dask cluster (address or scheduler file;
+                default $DASK_SCHEDULER_ADDRESS when set).
+            workers: run on a local Dask cluster of this many worker processes.
+            retries: on Dask, retries of an archive whose failure looks transient (I/O).
 
         Returns:
             The summary: extracted / skipped / failed (the exit status is 1 when any failed).
         """
         from nimbus.errors import ExtractError
-        from nimbus.extract import ExtractLimits, extract_all
+        from nimbus.extract import ExtractLimits, extract_all, find_archives
 
         limits = ExtractLimits(max_total_bytes=int(max_gb * 1024**3), max_ratio=float(max_ratio))
+        if scheduler or workers or _dask_env():
+            from functools import partial
+            from pathlib import Path
+
+            from nimbus.engine.tasks import extract_task
+
+            archives = [str(p.absolute()) for p in find_archives(Path(src))]
+            work = partial(extract_task, dst=str(Path(dst).absolute()), cog=cog, limits=limits)
+            return _run_items(archives, work, scheduler, workers, retries, "archive", self._debug)
         summary = extract_all(src, dst, cog=cog, limits=limits)
         if summary.failed:
             raise ExtractError(str(summary))
@@ -644,6 +675,9 @@ class NimbusCLI:
         layers: Any = None,
         strip_rows: int = 512,
         overwrite: bool = False,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        retries: int = 2,
     ) -> str:
         """Write model-ready training arrays per product: OUT/<product id>/bands.npy, aux.npy, meta.json.
 
@@ -660,21 +694,24 @@ class NimbusCLI:
             layers: auxiliary layers to stack (comma-separated); default every layer AUX holds for the tile.
             strip_rows: rows assembled at a time.
             overwrite: rebuild arrays that already exist (otherwise skipped).
+            scheduler: run one task per product on a Dask cluster (address or scheduler file;
+                default $DASK_SCHEDULER_ADDRESS when set).
+            workers: run on a local Dask cluster of this many worker processes.
+            retries: on Dask, retries of a product whose failure looks transient (network, I/O).
 
         Returns:
             One line per product: its arrays folder, written or skipped.
         """
-        from nimbus.arrays import build_arrays
-        from nimbus.batch import run_batch
+        from functools import partial
 
-        paths = _products(products)
+        from nimbus.engine.many import absolute_ref
+        from nimbus.engine.tasks import arrays_task
+
+        paths = [absolute_ref(p) for p in _products(products)]
         names = None if layers is None else [x for x in (_paths(layers) if not isinstance(layers, str) else layers.split(",")) if x]
-
-        def one(path: str) -> tuple[str, str]:
-            folder, written = build_arrays(path, out, res=res, aux_dir=aux, layers=names, strip_rows=strip_rows, overwrite=overwrite)
-            return ("done", f"{folder}: written") if written else ("skipped", f"{folder}: skipped (exists)")
-
-        return run_batch(paths, one, debug=self._debug).result()
+        work = partial(arrays_task, out=absolute_ref(out), res=res, aux_dir=absolute_ref(aux) if aux else None, layers=names,
+                       strip_rows=strip_rows, overwrite=overwrite)  # fmt: skip
+        return _run_items(paths, work, scheduler, workers, retries, "product", self._debug)
 
     def labels(
         self,
@@ -734,6 +771,27 @@ class NimbusCLI:
         names = DEFAULT_LEGEND.name_map()
         counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
         return f"{rep.path}: {rep.source}, date {rep.date}; {counts}; uncovered {rep.uncovered_pixels}"
+
+
+def _dask_env() -> bool:
+    """Whether $DASK_SCHEDULER_ADDRESS names a cluster for batch commands."""
+    import os
+
+    from nimbus.engine.distributed import SCHEDULER_ENV
+
+    return bool(os.environ.get(SCHEDULER_ENV))
+
+
+def _run_items(items: list[str], work: Any, scheduler: str | None, workers: int | None, retries: int, what: str, debug: bool) -> str:
+    """A batch command's items on this process (:func:`nimbus.batch.run_batch`) or on Dask
+    (``--scheduler`` / ``--workers`` / ``$DASK_SCHEDULER_ADDRESS``): the same lines and exit status."""
+    from nimbus.batch import collect_records, run_batch
+    from nimbus.engine.distributed import connect, map_items
+
+    with connect(scheduler, workers) as client:
+        if client is None:
+            return run_batch(items, work, what=what, debug=debug).result()
+        return collect_records(map_items(items, work, client, retries=retries, what=what), len(items), what, debug).result()
 
 
 def _has_pystac() -> bool:

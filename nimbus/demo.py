@@ -36,6 +36,7 @@ class DemoResult:
         truth: the generator's true class map (10 m GeoTIFF).
         classes: the class map written by the segmenter (COG).
         quicklook: the quicklook PNG.
+        style: the QGIS style beside the class map (class names and colours), when written.
         model: the model file used.
         accuracy: share of pixels with data whose class equals the truth.
         iou: per-class IoU ``{name: value}`` (NaN when a class is in neither map).
@@ -50,6 +51,7 @@ class DemoResult:
     quicklook: Path | None
     model: Path
     accuracy: float
+    style: Path | None = None
     iou: dict[str, float] = field(default_factory=dict)
     miou: float = float("nan")
     confusion: np.ndarray | None = None
@@ -65,6 +67,7 @@ class DemoResult:
                 f"model      {self.model}",
                 f"class map  {self.classes}",
                 f"quicklook  {self.quicklook}" if self.quicklook else "quicklook  (not written)",
+                *([f"QGIS style {self.style} (open the class map in QGIS: classes by name)"] if self.style else []),
                 f"accuracy   {100 * self.accuracy:.1f} % of pixels with data agree with the generator's truth",
                 f"IoU        {ious}; mean {self.miou:.3f}",
                 f"time       product {self.seconds.get('product', 0):.1f} s, segmentation {self.seconds.get('segment', 0):.1f} s",
@@ -141,7 +144,9 @@ def run_demo(
     if isinstance(size, bool) or not isinstance(size, int) or size < 96 or size % 6:
         raise UsageError(f"--size {size!r}: the demo product side must be a multiple of 6 (10/20/60 m grids nest), at least 96")
 
+    from nimbus.legend import Legend
     from nimbus.models import default_model_path
+    from nimbus.qgis import qml_path
     from nimbus.segmenter import Segmenter
     from nimbus.synthetic import make_product
 
@@ -156,8 +161,8 @@ def run_demo(
     t2 = time.perf_counter()
     with rasterio.open(res.classes) as src:
         pred = src.read(1)
-    values = seg.spec.class_values
-    acc, ious, cm = score_map(pred, np.asarray(product.truth), values)
+    legend = Legend.of(seg.spec.classes)  # the model's classes: the truth uses the same codes (DEFAULT_LEGEND)
+    acc, ious, cm = score_map(pred, np.asarray(product.truth), legend.values)
     present = [v for v in ious if not np.isnan(v)]
     return DemoResult(
         product=Path(product.path),
@@ -166,8 +171,9 @@ def run_demo(
         quicklook=Path(res.quicklook) if res.quicklook else None,
         model=model_path,
         accuracy=acc,
-        iou=dict(zip(seg.spec.class_names, ious)),
+        iou=dict(zip(legend.names, ious)),
         miou=float(np.mean(present)) if present else float("nan"),
         confusion=cm,
         seconds={"product": t1 - t0, "segment": t2 - t1},
+        style=qml_path(res.classes) if qml_path(res.classes).is_file() else None,
     )

@@ -64,7 +64,7 @@ from affine import Affine
 from nimbus.atomic import atomic_path
 from nimbus.errors import EvaluationError
 from nimbus.labels import CLOUD, GROUND, NODATA, SCL_TO_CLASS, SNOW, WATER
-from nimbus.modelspec import DEFAULT_CLASSES
+from nimbus.legend import DEFAULT_LEGEND, NODATA_RGB, Legend
 
 __all__ = [
     "CIRRUS_CHOICES",
@@ -84,9 +84,7 @@ REF_KINDS: tuple[str, ...] = ("nimbus", "scl", "cloud-binary", "snow-binary", "w
 CIRRUS_CHOICES: tuple[str, ...] = ("cloud", "ground", "ignore")
 
 _BINARY_CLASS = {"cloud-binary": CLOUD, "snow-binary": SNOW, "water-binary": WATER}
-_CLASS_NAMES = {c.value: c.name for c in DEFAULT_CLASSES}
-_CLASS_COLORS = {c.value: tuple(c.color) for c in DEFAULT_CLASSES}
-_NODATA_RGB = (40, 40, 40)
+_NODATA_RGB = NODATA_RGB
 _NOT_CLASS_RGB = (170, 170, 170)
 _MISS_RGB = (140, 0, 140)
 _WRONG_RGB = (255, 0, 255)
@@ -468,12 +466,12 @@ def _map_reference(values: np.ndarray, valid: np.ndarray, kind: str, lut: dict[i
 # --------------------------------------------------------------------------- outputs
 
 
-def _difference_palette(classes: tuple[int, ...], names: tuple[str, ...], target: int | None
+def _difference_palette(classes: tuple[int, ...], names: tuple[str, ...], target: int | None, legend: Legend = DEFAULT_LEGEND
                         ) -> tuple[dict[int, tuple[int, int, int, int]], dict[str, str]]:
     binary = target is not None
     cmap: dict[int, tuple[int, int, int, int]] = {v: (0, 0, 0, 255) for v in range(256)}
     tags: dict[str, str] = {}
-    colors = _class_colors(classes, target)
+    colors = _class_colors(classes, target, legend)
     for i, r in enumerate(classes):
         for j, p in enumerate(classes):
             code = r * 10 + p
@@ -487,11 +485,11 @@ def _difference_palette(classes: tuple[int, ...], names: tuple[str, ...], target
     return cmap, tags
 
 
-def _class_colors(classes: tuple[int, ...], target: int | None) -> dict[int, tuple[int, int, int]]:
-    """Colours of the evaluation's classes: the Nimbus palette, or grey / the class colour (binary kinds)."""
+def _class_colors(classes: tuple[int, ...], target: int | None, legend: Legend = DEFAULT_LEGEND) -> dict[int, tuple[int, int, int]]:
+    """Colours of the evaluation's classes: the legend's, or grey / the class colour (binary kinds)."""
     if target is None:
-        return {v: _CLASS_COLORS[v] for v in classes}
-    return {0: _NOT_CLASS_RGB, 1: _CLASS_COLORS[target]}
+        return {v: legend.color(v) for v in classes}
+    return {0: _NOT_CLASS_RGB, 1: legend.color(target)}
 
 
 class _DiffWriter:
@@ -532,7 +530,8 @@ class _DiffWriter:
             pass
 
 
-def _write_png(ev: Evaluation, diff_path: Path, out_path: Path, target: int | None, size: int = 512) -> None:
+def _write_png(ev: Evaluation, diff_path: Path, out_path: Path, target: int | None, size: int = 512,
+               legend: Legend = DEFAULT_LEGEND) -> None:
     import rasterio
     from PIL import Image, ImageDraw, ImageFont
     from rasterio.enums import Resampling
@@ -541,7 +540,7 @@ def _write_png(ev: Evaluation, diff_path: Path, out_path: Path, target: int | No
         scale = min(1.0, size / max(src.height, src.width))
         oh, ow = max(1, round(src.height * scale)), max(1, round(src.width * scale))
         codes = src.read(1, out_shape=(oh, ow), resampling=Resampling.nearest)
-    colors = _class_colors(ev.classes, target)
+    colors = _class_colors(ev.classes, target, legend)
     compared = codes != NODATA
     ref, pred = codes // 10, codes % 10
     panels = []
@@ -613,6 +612,7 @@ def evaluate(
     out: str | os.PathLike[str] | None = None,
     name: str | None = None,
     strip_rows: int = 512,
+    legend: Legend | None = None,
 ) -> Evaluation:
     """Compare a Nimbus class map with a reference raster on the class map's grid.
 
@@ -634,6 +634,8 @@ def evaluate(
             + prediction, 255 not compared) and ``<name>_evaluation.png``; None writes nothing.
         name: the output files' prefix (default: the prediction's file stem).
         strip_rows: prediction rows processed at a time.
+        legend: the class names and colours of the outputs (default :data:`nimbus.legend.DEFAULT_LEGEND`;
+            e.g. ``Legend.scheme("colorblind")``). The class codes are always 0 cloud .. 3 water.
 
     Returns:
         The :class:`Evaluation` (``.to_text()``, ``.to_json()``).
@@ -651,12 +653,13 @@ def evaluate(
         raise EvaluationError(f"strip_rows must be >= 1, got {strip_rows}")
     target = _BINARY_CLASS.get(ref_kind)
     binary = target is not None
+    legend = legend or DEFAULT_LEGEND
     if binary:
         classes: tuple[int, ...] = (0, 1)
-        names: tuple[str, ...] = (f"not {_CLASS_NAMES[target]}", _CLASS_NAMES[target])
+        names: tuple[str, ...] = (f"not {legend.name(target)}", legend.name(target))
     else:
-        classes = tuple(c.value for c in DEFAULT_CLASSES)
-        names = tuple(c.name for c in DEFAULT_CLASSES)
+        classes = legend.values
+        names = legend.names
     k = len(classes)
     pred_path, ref_path = str(pred), str(ref)
     out_dir = Path(out) if out is not None else None
@@ -751,7 +754,7 @@ def evaluate(
                                 f"{ref_kind}: those pixels were not compared (a 0/255 mask must not declare 255); "
                                 "unset its nodata to compare them")
             if diff is not None:
-                cmap, tags = _difference_palette(classes, names, target)
+                cmap, tags = _difference_palette(classes, names, target, legend)
                 tags.update(DIFFERENCE="reference * 10 + prediction where compared, 255 not compared",
                             PREDICTION=os.path.basename(pred_path), REFERENCE=os.path.basename(ref_path),
                             REF_KIND=ref_kind)
@@ -764,7 +767,7 @@ def evaluate(
         diff_path = out_dir / f"{stem}_difference.tif"
         png_path = out_dir / f"{stem}_evaluation.png"
         json_path = out_dir / f"{stem}_evaluation.json"
-        _write_png(ev, diff_path, png_path, target)
+        _write_png(ev, diff_path, png_path, target, legend=legend)
         ev.outputs = {"json": str(json_path), "difference": str(diff_path), "png": str(png_path)}
         with atomic_path(json_path) as tmp:
             tmp.write_text(ev.to_json() + "\n", encoding="utf-8")

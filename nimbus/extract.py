@@ -46,6 +46,7 @@ __all__ = [
     "ExtractSummary",
     "extract_all",
     "extract_product",
+    "find_archives",
     "inspect_archive",
     "transcode_to_cog",
 ]
@@ -349,7 +350,12 @@ def extract_product(
     return final, True
 
 
-def _archives(src: Path) -> list[Path]:
+def find_archives(src: Path) -> list[Path]:
+    """The zipped products of a folder (or the one ``.zip`` given), sorted.
+
+    Raises:
+        ExtractError: when ``src`` is neither a file nor a folder.
+    """
     if src.is_file():
         return [src]
     if not src.is_dir():
@@ -382,7 +388,7 @@ def extract_all(
     """
     from tqdm import tqdm
 
-    paths = [Path(a) for a in archives] if archives is not None else _archives(Path(src))
+    paths = [Path(a) for a in archives] if archives is not None else find_archives(Path(src))
     summary = ExtractSummary()
     bar = tqdm(paths, desc="extract", unit="product", disable=not progress or None)
     for path in bar:

@@ -1,4 +1,4 @@
-"""Training labels: class maps from ExoLabs, S2cloudless, JRC water or L2A scene classification.
+"""Training labels: class maps from ExoLabs, S2cloudless, JRC water, L2A scene classification or a truth map.
 
 Classes: 0 cloud, 1 ground, 2 snow, 3 water, 255 no data (ignored by training).
 
@@ -27,7 +27,12 @@ probability) and 10 (thin cirrus) -> cloud; 11 snow -> snow; 6 water -> water; 2
 3 cloud shadow, 4 vegetation, 5 not vegetated -> ground; 0 nodata, 1 saturated/defective and
 7 unclassified -> 255.
 
-The output is one uint8 COG (palette, nodata 255) on the grid of the product's arrays (or of a
+A truth map (``truth``): a class map already in Nimbus codes (0..3, 255 no data), e.g. the
+``<product id>_truth.tif`` that :func:`nimbus.synthetic.make_product` writes beside a synthetic
+product (``nimbus labels ARRAYS/<id> --truth`` finds it there), reprojected (nearest) onto the
+target grid; any other value is refused.
+
+The output is one uint8 COG (palette and class names of :data:`nimbus.legend.DEFAULT_LEGEND`, nodata 255) on the grid of the product's arrays (or of a
 product at a chosen resolution), with the date read from the metadata, never from file names.
 """
 
@@ -51,6 +56,7 @@ from rasterio.windows import Window
 from nimbus.atomic import atomic_path
 from nimbus.auxiliary import read_layer
 from nimbus.errors import LabelError
+from nimbus.legend import DEFAULT_LEGEND
 
 __all__ = [
     "CLOUD",
@@ -65,10 +71,12 @@ __all__ = [
     "cloud_probability",
     "cloud_probability_coarse",
     "exolabs_rules",
+    "find_truth",
     "scl_to_classes",
 ]
 
-CLOUD, GROUND, SNOW, WATER, NODATA = 0, 1, 2, 3, 255
+CLOUD, GROUND, SNOW, WATER = (DEFAULT_LEGEND.values[DEFAULT_LEGEND.names.index(n)] for n in ("cloud", "ground", "snow", "water"))
+NODATA = 255
 
 #: The bands ``s2cloudless`` expects (``all_bands=False``), in its order.
 S2CLOUDLESS_BANDS: tuple[str, ...] = ("B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -171,6 +179,7 @@ def cloud_probability_coarse(product: Any, work_res: int = 160, strip_rows: int 
 
     Raises:
         LabelError: the product lacks a band the detector needs (e.g. B10 in L2A).
+        MissingExtraError: the ``s2cloudless`` package is not installed (extra ``[labels]``).
     """
     missing = [b for b in S2CLOUDLESS_BANDS if b not in set(product.bands)]
     if missing:
@@ -178,7 +187,9 @@ def cloud_probability_coarse(product: Any, work_res: int = 160, strip_rows: int 
             f"{getattr(product, 'path', product)}: s2cloudless needs {', '.join(missing)} (an L1C product); "
             f"give probability rasters (--cloudprob) or use the scene classification (--scl)"
         )
-    from s2cloudless import S2PixelCloudDetector
+    from nimbus.extras import require
+
+    S2PixelCloudDetector = require("labels", "s2cloudless").S2PixelCloudDetector
 
     base = max(r for r in (10, 20, 60) if work_res % r == 0)
     f = work_res // base
@@ -237,7 +248,7 @@ class LabelReport:
 
     Attributes:
         path: the label COG.
-        source: "exolabs+s2cloudless", "exolabs+cloudprob", "exolabs" or "scl".
+        source: "exolabs+s2cloudless", "exolabs+cloudprob", "exolabs", "scl", "rules" or "truth".
         counts: pixels per class value (255 included).
         uncovered_pixels: pixels without ExoLabs data or without data in a label input.
         no_image_pixels: pixels without image data (always 255).
@@ -314,18 +325,14 @@ def _check_overlap(path: str | os.PathLike[str], t: _Target, band: int = 1) -> N
 
 
 def _write_cog(out: Path, t: _Target, write_strips: Callable[[Any], dict[str, str]]) -> None:
-    from nimbus.modelspec import DEFAULT_CLASSES
-
     h, w = t.shape
     with atomic_path(out.with_name(out.stem + ".strips.tif")) as tmp_strips:
         profile = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs=t.crs, transform=t.transform,
                        nodata=NODATA, tiled=True, blockxsize=256, blockysize=256, compress="zstd")
         with rasterio.open(tmp_strips, "w", **profile) as dst:
             tags = write_strips(dst)
-            dst.update_tags(**tags)
-            cmap = {c.value: (*c.color, 255) for c in DEFAULT_CLASSES}
-            cmap[NODATA] = (0, 0, 0, 0)
-            dst.write_colormap(1, cmap)
+            dst.update_tags(**DEFAULT_LEGEND.tags(), **tags)
+            dst.write_colormap(1, DEFAULT_LEGEND.gdal_colormap())
         with atomic_path(out) as tmp:
             from rasterio.shutil import copy as rio_copy
 
@@ -364,6 +371,34 @@ def _rule_source(target: str | os.PathLike[str], t: _Target) -> Callable[[int, i
     return from_product
 
 
+def find_truth(product_path: str | os.PathLike[str] | None, product_id: str) -> Path:
+    """The truth map :func:`nimbus.synthetic.make_product` wrote beside a product: ``<product id>_truth.tif``.
+
+    Raises:
+        LabelError: when no product is known or the file is not there.
+    """
+    if not product_path:
+        raise LabelError(f"{product_id}: no source product known to find its truth map; give --truth PATH")
+    folder = Path(product_path).parent
+    path = folder / f"{product_id}_truth.tif"
+    if not path.is_file():
+        raise LabelError(f"{path}: no truth map beside the product (only synthetic products have one); give --truth PATH")
+    return path
+
+
+def _truth_classes(path: str | os.PathLike[str], vals: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    classes = np.where(ok, vals, NODATA).astype(np.int64)
+    allowed = np.zeros(256, bool)
+    allowed[list(DEFAULT_LEGEND.values) + [NODATA]] = True
+    bad = np.unique(classes[(classes < 0) | (classes > 255) | ~allowed[np.clip(classes, 0, 255)]])
+    if bad.size:
+        raise LabelError(
+            f"{path}: holds {', '.join(str(int(b)) for b in bad[:5])}, not Nimbus classes "
+            f"({', '.join(f'{v} {n}' for v, n in DEFAULT_LEGEND.name_map().items())}); is it a truth map?"
+        )
+    return classes.astype(np.uint8)
+
+
 def build_labels(
     target: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -378,6 +413,7 @@ def build_labels(
     water_threshold: float | None = None,
     strip_rows: int = 1024,
     rules: bool = False,
+    truth: bool | str | os.PathLike[str] = False,
 ) -> LabelReport:
     """Build the class map of one product, aligned pixel for pixel with its arrays.
 
@@ -400,6 +436,9 @@ def build_labels(
         rules: label with the spectral rule classifier (:mod:`nimbus.rules`: Fmask 4.0, Sen2Cor,
             Let-It-Snow, MNDWI) from the bands themselves, for real products without ExoLabs /
             S2cloudless / JRC layers (weak labels; the DEM snow line when the arrays hold altitude).
+        truth: take the labels from a truth map in Nimbus codes: True for the
+            ``<product id>_truth.tif`` beside the source product (what ``nimbus synthetic``
+            writes), or the path of such a map (any grid; reprojected by nearest neighbour).
 
     Returns:
         The :class:`LabelReport` (also written into the COG's tags).
@@ -413,12 +452,16 @@ def build_labels(
             raise LabelError(f"{target}: give --out for a product target (arrays folders default to labels.tif inside)")
         out = Path(target) / "labels.tif"
     out = Path(out)
+    if truth and (rules or scl or exolabs or cloudprob or water or s2cloudless):
+        raise LabelError("--truth takes the labels from a truth map alone; it cannot be combined with other label sources")
+    if truth is True:
+        truth = find_truth(t.product_path, t.product_id)
     if rules and (scl or exolabs or cloudprob or water or s2cloudless):
         raise LabelError("--rules labels from the bands alone; it cannot be combined with --exolabs, --scl, --cloudprob, --s2cloudless or --water")
     if scl and exolabs:
         raise LabelError("give either ExoLabs rasters (--exolabs) or the scene classification (--scl), not both")
-    if not scl and not exolabs and not rules:
-        raise LabelError("no label source: give --exolabs FILE (optionally --cloudprob / --s2cloudless / --water), --scl or --rules")
+    if not scl and not exolabs and not rules and not truth:
+        raise LabelError("no label source: give --exolabs FILE (optionally --cloudprob / --s2cloudless / --water), --scl, --rules or --truth")
     if scl is True:
         if not t.product_path:
             raise LabelError(f"{target}: no source product known for its SCL; give --scl PATH")
@@ -428,7 +471,8 @@ def build_labels(
         if "SCL" not in set(p.bands):
             raise LabelError(f"{t.product_path}: has no scene classification (SCL); it is an L2A layer")
         scl = p.band_file("SCL")
-    inputs = {k: v for k, v in (("exolabs", exolabs), ("cloudprob", cloudprob), ("water", water), ("scl", scl or None)) if v}
+    inputs = {k: v for k, v in (("exolabs", exolabs), ("cloudprob", cloudprob), ("water", water), ("scl", scl or None),
+                                ("truth", truth or None)) if v}
     for name, path in inputs.items():
         try:
             _check_overlap(path, t)
@@ -448,7 +492,7 @@ def build_labels(
             stats_max = float(np.nanmax(src.read(1, out_shape=(min(src.height, 256), min(src.width, 256)))))
         prob_scale = 100.0 if stats_max > 1.0 else 1.0
     rule_source = _rule_source(target, t) if rules else None
-    source = "rules" if rules else "scl" if scl else ("exolabs+s2cloudless" if coarse is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
+    source = "truth" if truth else "rules" if rules else "scl" if scl else ("exolabs+s2cloudless" if coarse is not None else "exolabs+cloudprob" if cloudprob else "exolabs")
     if source == "scl" and (cloudprob or water or s2cloudless):
         raise LabelError("--scl maps the scene classification alone; --cloudprob/--s2cloudless/--water apply to ExoLabs")
     report = LabelReport(out, source, date=t.date, reprojected=reprojected)
@@ -464,6 +508,9 @@ def build_labels(
             uncovered = np.zeros(shape, bool)
             if rule_source is not None:
                 classes = rule_source(r0, rows)
+            elif source == "truth":
+                vals, ok = read_layer(truth, t.crs, tr, shape, Resampling.nearest)
+                classes = _truth_classes(truth, vals, ok)
             elif source == "scl":
                 vals, ok = read_layer(scl, t.crs, tr, shape, Resampling.nearest)
                 classes = scl_to_classes(np.where(ok, vals, 0).astype(np.int64))
@@ -507,7 +554,7 @@ def build_labels(
             "uncovered_pixels": str(report.uncovered_pixels),
             "no_image_pixels": str(report.no_image_pixels),
             "class_counts": json.dumps(report.counts),
-            "classes": "0 cloud, 1 ground, 2 snow, 3 water, 255 nodata",
+            "classes": ", ".join(f"{v} {n}" for v, n in DEFAULT_LEGEND.name_map().items()),
             "inputs": json.dumps({k: os.path.basename(str(v)) for k, v in inputs.items()}),
             "reprojected_inputs": json.dumps([os.path.basename(p) for p in reprojected]),
         }

@@ -9,14 +9,20 @@ reads it back. Layout::
     SAMPLES_DIR/<sample_id>/auto_label.tif     uint8 class map (the automatic label), 255 = nodata
     SAMPLES_DIR/<sample_id>/prediction.tif     uint8 class map (the model's MC-dropout mean), 255 = nodata
     SAMPLES_DIR/<sample_id>/uncertainty.tif    float32 per-pixel uncertainty, NaN = nodata
+    SAMPLES_DIR/<sample_id>/context_truecolor.tif   uint16 (3, H, W) B04 B03 B02 of the area around the
+                                               sample (``context`` window, about 3x the sample's side)
+    SAMPLES_DIR/<sample_id>/context_falsecolor.tif  uint16 (3, H, W) B12 B08 B04 of that area
     SAMPLES_DIR/<sample_id>/label.tif          uint8 hand label (written by the labelling tool)
 
-Every GeoTIFF of a sample has the product's CRS and the window's transform. Class values are
-0 cloud, 1 ground, 2 snow, 3 water and 255 no data. Each manifest entry holds ``id``,
-``product_id``, ``tile``, ``date`` (ISO), ``window`` (``[col_off, row_off, width, height]`` on the
-product's grid), ``score``, ``status`` (``"todo"`` or ``"done"``) and ``revision`` (the number of
-saves of its hand label: a save must name the revision it started from, so a tab that did not see
-the latest save is refused with :class:`RevisionConflictError` instead of silently overwriting it).
+Every GeoTIFF of a sample has the product's CRS and the window's transform (the context layers:
+the context window's transform). Class values, names and colours are those of
+:data:`nimbus.legend.DEFAULT_LEGEND` (0 cloud, 1 ground, 2 snow, 3 water) and 255 no data. Each
+manifest entry holds ``id``, ``product_id``, ``tile``, ``date`` (ISO), ``window`` (``[col_off,
+row_off, width, height]`` on the product's grid), ``context`` (the context window, same order, or
+``null`` for samples written without one), ``score``, ``status`` (``"todo"`` or ``"done"``),
+``revision`` (the number of saves of its hand label: a save must name the revision it started from,
+so a tab that did not see the latest save is refused with :class:`RevisionConflictError` instead of
+silently overwriting it) and ``extra`` (``method``: the uncertainty measure the score is in).
 
 Manifest updates take an exclusive ``flock`` on ``SAMPLES_DIR/.manifest.lock`` and every file is
 written to a temporary name and renamed (:func:`nimbus.atomic.atomic_path`).
@@ -39,11 +45,15 @@ import numpy as np
 
 from nimbus.atomic import atomic_path
 from nimbus.errors import LabelError
+from nimbus.legend import DEFAULT_LEGEND
+from nimbus.legend import NODATA as _LEGEND_NODATA
 
 __all__ = [
     "CLASS_COLORS",
     "CLASS_NAMES",
     "CLASS_VALUES",
+    "CONTEXT_FACTOR",
+    "CONTEXT_LAYERS",
     "LABEL_LAYER",
     "LAYERS",
     "MANIFEST",
@@ -51,6 +61,7 @@ __all__ = [
     "RevisionConflictError",
     "Sample",
     "SampleSet",
+    "context_window",
     "sample_id",
     "validate_label",
     "write_geotiff",
@@ -59,18 +70,21 @@ __all__ = [
 MANIFEST = "manifest.json"
 FORMAT = "nimbus-samples"
 VERSION = 1
-NODATA = 255
-CLASS_VALUES: tuple[int, ...] = (0, 1, 2, 3, NODATA)
-CLASS_NAMES: dict[int, str] = {0: "cloud", 1: "ground", 2: "snow", 3: "water", NODATA: "nodata"}
-CLASS_COLORS: dict[int, tuple[int, int, int]] = {
-    0: (255, 255, 255),
-    1: (60, 150, 60),
-    2: (0, 230, 255),
-    3: (30, 60, 230),
-}
-LAYERS: tuple[str, ...] = ("truecolor", "falsecolor", "auto_label", "prediction", "uncertainty")
+NODATA: int = _LEGEND_NODATA
+#: Class values a label may hold: the legend's classes, then no data.
+CLASS_VALUES: tuple[int, ...] = (*DEFAULT_LEGEND.values, NODATA)
+#: ``{value: name}`` of the legend, with ``255: "nodata"``.
+CLASS_NAMES: dict[int, str] = DEFAULT_LEGEND.name_map()
+#: ``{value: (r, g, b)}`` of the legend's classes (the one palette of maps, quicklooks and the labeller).
+CLASS_COLORS: dict[int, tuple[int, int, int]] = DEFAULT_LEGEND.color_map()
+#: The context layers: the area around a sample, shown dimmed around the part to label.
+CONTEXT_LAYERS: tuple[str, ...] = ("context_truecolor", "context_falsecolor")
+#: Side of the context window in sample sides (centred on the sample, clipped to the product).
+CONTEXT_FACTOR: float = 3.0
+LAYERS: tuple[str, ...] = ("truecolor", "falsecolor", "auto_label", "prediction", "uncertainty", *CONTEXT_LAYERS)
 LABEL_LAYER = "label"
 CLASS_LAYERS = ("auto_label", "prediction", LABEL_LAYER)
+COLOR_LAYERS = ("truecolor", "falsecolor", *CONTEXT_LAYERS)
 STATUSES = ("todo", "done")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
@@ -92,6 +106,34 @@ def sample_id(product_id: str, window: Sequence[int]) -> str:
     col, row = int(window[0]), int(window[1])
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", product_id).lstrip(".-_") or "product"
     return f"{safe[:160]}__r{row:05d}_c{col:05d}"
+
+
+def context_window(
+    window: Sequence[int], shape: tuple[int, int], factor: float = CONTEXT_FACTOR
+) -> tuple[int, int, int, int]:
+    """The window of the area shown around a sample: ``factor`` times its side, centred, clipped.
+
+    Args:
+        window: the sample's ``(col_off, row_off, width, height)`` on the product's grid.
+        shape: ``(height, width)`` of the product's grid.
+        factor: side of the context in sample sides (1 gives the sample itself).
+
+    Returns:
+        ``(col_off, row_off, width, height)`` of the context, inside the product and holding the sample.
+    """
+    col, row, w, h = (int(v) for v in window)
+    H, W = int(shape[0]), int(shape[1])
+
+    def span(start: int, size: int, total: int) -> tuple[int, int]:
+        want = max(size, int(round(size * float(factor))))
+        lo = start - (want - size) // 2
+        lo = max(0, min(lo, total - want))
+        hi = min(total, lo + want)
+        return min(lo, start), max(hi, start + size)
+
+    c0, c1 = span(col, w, W)
+    r0, r1 = span(row, h, H)
+    return c0, r0, c1 - c0, r1 - r0
 
 
 def validate_label(label: Any, shape: tuple[int, int], where: str = "label") -> np.ndarray:
@@ -144,16 +186,29 @@ class Sample:
     revision: int = 0
     updated: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    context: tuple[int, int, int, int] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(height, width)`` of the sample."""
         return int(self.window[3]), int(self.window[2])
 
+    @property
+    def context_shape(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the context window, or None when the sample has no context."""
+        return None if self.context is None else (int(self.context[3]), int(self.context[2]))
+
+    @property
+    def method(self) -> str | None:
+        """The uncertainty measure the score is in (``extra["method"]``), or None when unknown."""
+        m = self.extra.get("method")
+        return str(m) if m else None
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``window`` as a list, NaN score as ``None``)."""
+        """A JSON-ready dict (``window``/``context`` as lists, NaN score as ``None``)."""
         d = asdict(self)
         d["window"] = [int(v) for v in self.window]
+        d["context"] = None if self.context is None else [int(v) for v in self.context]
         d["score"] = None if not np.isfinite(self.score) else float(self.score)
         return d
 
@@ -168,6 +223,9 @@ class Sample:
             window = tuple(int(v) for v in d["window"])
             if len(window) != 4 or window[2] <= 0 or window[3] <= 0:
                 raise ValueError(f"window {d['window']}")
+            context = None if d.get("context") is None else tuple(int(v) for v in d["context"])
+            if context is not None and not _contains(context, window):
+                raise ValueError(f"context {d['context']} does not hold window {d['window']}")
             s = cls(
                 id=str(d["id"]),
                 product_id=str(d["product_id"]),
@@ -179,6 +237,7 @@ class Sample:
                 revision=int(d.get("revision") or 0),
                 updated=str(d.get("updated") or ""),
                 extra=dict(d.get("extra") or {}),
+                context=context,  # type: ignore[arg-type]
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LabelError(f"{where}: malformed sample entry ({exc}); rewrite it with `nimbus uncertain`") from exc
@@ -187,6 +246,15 @@ class Sample:
         if s.status not in STATUSES:
             raise LabelError(f"{where}: sample {s.id} has status {s.status!r}, expected one of {STATUSES}")
         return s
+
+
+def _contains(outer: Sequence[int], inner: Sequence[int]) -> bool:
+    """Whether window ``outer`` (col, row, width, height) holds window ``inner``."""
+    return (
+        len(outer) == 4 and outer[2] > 0 and outer[3] > 0
+        and outer[0] <= inner[0] and outer[1] <= inner[1]
+        and inner[0] + inner[2] <= outer[0] + outer[2] and inner[1] + inner[3] <= outer[1] + outer[3]
+    )
 
 
 def _now() -> str:
@@ -295,10 +363,12 @@ class SampleSet:
         """Write a sample's layers as georeferenced GeoTIFFs and add (or replace) its manifest entry.
 
         Args:
-            sample: the manifest entry (its ``window`` gives the layers' shape).
+            sample: the manifest entry (its ``window`` gives the layers' shape, its ``context`` the
+                context layers').
             layers: arrays by layer name: ``truecolor``/``falsecolor`` (3, h, w) uint16,
-                ``auto_label``/``prediction`` (h, w) uint8, ``uncertainty`` (h, w) float32.
-                Missing layers are simply not written.
+                ``auto_label``/``prediction`` (h, w) uint8, ``uncertainty`` (h, w) float32,
+                ``context_truecolor``/``context_falsecolor`` (3, H, W) uint16 of the ``context``
+                window (see :func:`context_window`). Missing layers are simply not written.
             crs: the product's CRS (rasterio CRS, WKT or EPSG string).
             transform: the affine transform of the sample's window (``rasterio.windows.transform``).
 
@@ -308,16 +378,25 @@ class SampleSet:
         if not _ID_RE.match(sample.id):
             raise LabelError(f"{self.manifest_path}: unsafe sample id {sample.id!r}")
         folder = self.root / sample.id
+        if any(name in CONTEXT_LAYERS for name in layers) and sample.context is None:
+            raise LabelError(f"{folder}: context layers given but the sample has no context window")
+        if sample.context is not None and not _contains(sample.context, sample.window):
+            raise LabelError(f"{folder}: context window {sample.context} does not hold the sample's {sample.window}")
         folder.mkdir(parents=True, exist_ok=True)
         for name, arr in layers.items():
             if name not in LAYERS:
                 raise LabelError(f"{folder}: unknown layer {name!r}; expected one of {LAYERS}")
             arr = np.asarray(arr)
-            if arr.shape[-2:] != sample.shape:
-                raise LabelError(f"{folder}: layer {name} has shape {arr.shape}, the window is {sample.shape}")
+            shape, where = sample.shape, transform
+            if name in CONTEXT_LAYERS:
+                assert sample.context is not None and sample.context_shape is not None
+                shape = sample.context_shape
+                where = transform @ _translation(sample.context[0] - sample.window[0], sample.context[1] - sample.window[1])
+            if arr.shape[-2:] != shape:
+                raise LabelError(f"{folder}: layer {name} has shape {arr.shape}, its window is {shape}")
             if name in CLASS_LAYERS:
                 arr = validate_label(arr, sample.shape, f"{folder / name}.tif")
-            write_geotiff(folder / f"{name}.tif", arr, crs, transform, kind=_kind(name))
+            write_geotiff(folder / f"{name}.tif", arr, crs, where, kind=_kind(name))
         with self._locked():
             data = self._read()
             entries = [d for d in data["samples"] if d.get("id") != sample.id]
@@ -340,13 +419,13 @@ class SampleSet:
             raise LabelError(f"{path}: layer {layer!r} of sample {sid} is missing")
         with rasterio.open(path) as src:
             data = src.read()
-        return data if layer in ("truecolor", "falsecolor") else data[0]
+        return data if layer in COLOR_LAYERS else data[0]
 
     def georef(self, sid: str) -> tuple[Any, Any]:
         """``(crs, transform)`` of sample ``sid``, taken from its first existing layer."""
         import rasterio
 
-        for layer in (LABEL_LAYER, *LAYERS):
+        for layer in (LABEL_LAYER, *(name for name in LAYERS if name not in CONTEXT_LAYERS)):
             path = self.layer_path(sid, layer)
             if path.is_file():
                 with rasterio.open(path) as src:
@@ -416,6 +495,12 @@ class SampleSet:
         return s
 
 
+def _translation(dx: int, dy: int) -> Any:
+    from affine import Affine
+
+    return Affine.translation(dx, dy)
+
+
 def _kind(layer: str) -> str:
     if layer in CLASS_LAYERS:
         return "class"
@@ -464,5 +549,5 @@ def write_geotiff(path: str | os.PathLike[str], data: np.ndarray, crs: Any, tran
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arr.astype(dtype, copy=False))
             if kind == "class":
-                dst.write_colormap(1, {**{k: (*v, 255) for k, v in CLASS_COLORS.items()}, NODATA: (0, 0, 0, 0)})
+                dst.write_colormap(1, DEFAULT_LEGEND.gdal_colormap())
     return path

@@ -468,8 +468,10 @@ class Segmenter:
             if lock.waited and not overwrite and _complete(wanted):  # the other process did the work
                 result.skipped = True
                 return result
-            for p in paths.values():  # what a killed run left behind (we hold the lock: nobody writes them)
-                remove_stale_temporaries(p)
+            from nimbus.qgis import pam_path, qml_path
+
+            for p in [*paths.values(), qml_path(paths["classes"]), pam_path(paths["classes"])]:
+                remove_stale_temporaries(p)  # what a killed run left behind (we hold the lock: nobody writes them)
             t0 = time.perf_counter()
             aux_dir = self.aux_for(product)
             self._warn_aux_coverage(product, aux_dir)

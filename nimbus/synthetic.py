@@ -27,6 +27,7 @@ import numpy as np
 
 from nimbus.atomic import atomic_path
 from nimbus.bands import BANDS, L1C_BANDS, L2A_BANDS, NATIVE_RESOLUTION
+from nimbus.legend import DEFAULT_LEGEND
 from nimbus.metadata import baseline_has_offsets
 from nimbus.spectra import BOA_SPECTRA, CIRRUS_B10, PATH_REFLECTANCE, TRANSMITTANCE
 
@@ -39,8 +40,8 @@ __all__ = [
     "tile_origin",
 ]
 
-#: Class values of the truth map.
-CLASSES: dict[str, int] = {"cloud": 0, "ground": 1, "snow": 2, "water": 3}
+#: Class values of the truth map (the Nimbus legend: cloud 0, ground 1, snow 2, water 3).
+CLASSES: dict[str, int] = {c.name: c.value for c in DEFAULT_LEGEND.classes}
 #: Truth value of pixels without data.
 NODATA_CLASS = 255
 
@@ -548,8 +549,8 @@ def _write_jp2(path: Path, data: np.ndarray, epsg: int, transform: tuple[float, 
         dst.write(data, 1)
 
 
-#: Colours of the truth classes (cloud, ground, snow, water) for viewers.
-_PALETTE = {0: (255, 255, 255, 255), 1: (60, 140, 60, 255), 2: (120, 230, 255, 255), 3: (30, 60, 200, 255), NODATA_CLASS: (0, 0, 0, 0)}
+#: Colours of the truth classes for viewers: the class maps' palette (:data:`nimbus.legend.DEFAULT_LEGEND`).
+_PALETTE = DEFAULT_LEGEND.gdal_colormap()
 
 
 def _write_tif(
@@ -568,6 +569,7 @@ def _write_tif(
             dst.write(data, 1)
             if palette:
                 dst.write_colormap(1, _PALETTE)
+                dst.update_tags(**DEFAULT_LEGEND.tags())
 
 
 def _quantise(refl: np.ndarray, offset: float, rng: np.random.Generator, noise: float) -> np.ndarray:

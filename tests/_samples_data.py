@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from rasterio.transform import from_origin
 
-from nimbus.samples import Sample, SampleSet, sample_id
+from nimbus.samples import Sample, SampleSet, context_window, sample_id
 
 CRS = "EPSG:32632"
 PRODUCT = "S2B_MSIL1C_20230704T102559_N0509_R108_T32TMS_20230704T123456"
@@ -24,8 +25,39 @@ def sample_image() -> np.ndarray:
     return img
 
 
-def make_samples(root: Path, n: int = 2) -> SampleSet:
-    """A samples folder with ``n`` samples of the same product (windows side by side)."""
+#: DN of the context's own marker: a bright square left of the sample (outside it).
+CONTEXT_MARK = 9000
+
+
+def context_image(ctx: tuple[int, int, int, int], window: tuple[int, int, int, int]) -> np.ndarray:
+    """(3, h, w) uint16 of a context window: the sample's background DN, the sample's image in its
+    place, and a bright marker square just left of the sample."""
+    cw, ch = ctx[2], ctx[3]
+    img = np.full((3, ch, cw), 800, np.uint16)
+    x, y = window[0] - ctx[0], window[1] - ctx[1]
+    img[:, y:y + H, x:x + W] = sample_image()
+    img[:, y + 10:y + 30, max(0, x - 25):max(0, x - 5)] = CONTEXT_MARK
+    return img
+
+
+def make_samples(
+    root: Path,
+    n: int = 2,
+    context: bool = False,
+    scores: Sequence[float] | None = None,
+    methods: Sequence[str | None] | None = None,
+    products: Sequence[str] | None = None,
+) -> SampleSet:
+    """A samples folder with ``n`` samples (windows side by side).
+
+    Args:
+        root: the folder.
+        n: number of samples.
+        context: also store a 3x context (:func:`nimbus.samples.context_window` on a 10980 px grid).
+        scores: the samples' scores (default 0.3, 0.2, ...).
+        methods: per sample, the selection method recorded in ``extra["method"]`` (None: none).
+        products: per sample, its product id (default: all :data:`PRODUCT`).
+    """
     ss = SampleSet(root, create=True)
     ss.update_selection({"method": "std", "passes": 16})
     for i in range(n):
@@ -37,8 +69,15 @@ def make_samples(root: Path, n: int = 2) -> SampleSet:
         pred = np.ones((H, W), np.uint8)
         pred[RECT_A] = 0
         unc = np.linspace(0, 0.4, H * W, dtype=np.float32).reshape(H, W)
-        s = Sample(id=sample_id(PRODUCT, window), product_id=PRODUCT, window=window, date="2023-07-04",
-                   tile="32TMS", score=0.3 - 0.1 * i)
-        ss.add(s, {"truecolor": img, "falsecolor": img[::-1].copy(), "auto_label": auto, "prediction": pred,
-                   "uncertainty": unc}, CRS, transform)
+        product = products[i] if products else PRODUCT
+        extra = {"method": methods[i]} if methods and methods[i] else {}
+        ctx = context_window(window, (10980, 10980)) if context else None
+        s = Sample(id=sample_id(product, window), product_id=product, window=window, date="2023-07-04",
+                   tile="32TMS", score=scores[i] if scores else 0.3 - 0.1 * i, extra=extra, context=ctx)
+        layers = {"truecolor": img, "falsecolor": img[::-1].copy(), "auto_label": auto, "prediction": pred,
+                  "uncertainty": unc}
+        if ctx is not None:
+            cimg = context_image(ctx, window)
+            layers.update(context_truecolor=cimg, context_falsecolor=cimg[::-1].copy())
+        ss.add(s, layers, CRS, transform)
     return ss

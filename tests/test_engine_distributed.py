@@ -206,3 +206,26 @@ def test_local_cluster_equals_single_process(products: list[Path], tmp_path: Pat
                     "--workers", "2")  # fmt: skip
     assert local.returncode == 0, local.stderr
     _same_maps(tmp_path / "single", tmp_path / "local")
+
+
+def test_arrays_and_extract_on_a_local_cluster(products: list[Path], tmp_path: Path) -> None:
+    """Batch commands other than segment take --workers too, with the same lines and results."""
+    import zipfile
+
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    for p in products[:2]:
+        with zipfile.ZipFile(zips / (p.name.replace(".SAFE", "") + ".zip"), "w") as z:
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    z.write(f, f.relative_to(p.parent))
+    (zips / "broken.zip").write_bytes(b"PK\x03\x04 not a zip")
+    r = _nimbus("extract", str(zips), str(tmp_path / "store"), "--workers", "2")
+    assert r.returncode == 1 and "1 of 3 archive(s) failed" in r.stderr and "broken.zip" in r.stderr
+    assert len(list((tmp_path / "store").glob("*/*/MTD_MSIL1C.xml"))) == 2
+    single = _nimbus("arrays", str(products[0]), str(tmp_path / "a1"), "--res", "20")
+    dist = _nimbus("arrays", str(products[0]), str(tmp_path / "a2"), "--res", "20", "--workers", "1")
+    assert single.returncode == 0 and dist.returncode == 0, dist.stderr
+    (b1,) = (tmp_path / "a1").glob("*/bands.npy")
+    (b2,) = (tmp_path / "a2").glob("*/bands.npy")
+    assert b1.read_bytes() == b2.read_bytes()

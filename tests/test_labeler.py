@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,44 @@ def test_foreign_host_names_refused_on_loopback(tmp_path) -> None:
     assert client.get("/api/samples", headers={"Host": "127.0.0.1:8765"}).status_code == 200
     resp = client.get("/api/samples", headers={"Host": "evil.example:8765"})
     assert resp.status_code == 403 and "refused" in resp.get_json()["error"]
+
+
+def test_info_sends_the_legend_and_context_layers_render(tmp_path) -> None:
+    from nimbus.legend import DEFAULT_LEGEND
+
+    ss = make_samples(tmp_path / "ctx", n=1, context=True, methods=["entropy"])
+    client = create_app(ss.root).test_client()
+    classes = client.get("/api/info").get_json()["classes"]
+    assert [c["value"] for c in classes] == [*DEFAULT_LEGEND.values, 255]
+    for c in classes[:-1]:
+        assert c["name"] == DEFAULT_LEGEND.name(c["value"]) and tuple(c["color"]) == DEFAULT_LEGEND.color(c["value"])
+    assert classes[-1]["name"] == "nodata"
+    sid = ss.samples()[0].id
+    meta = client.get(f"/api/samples/{sid}").get_json()
+    assert {"context_truecolor", "context_falsecolor"} <= set(meta["layers"])
+    assert meta["sample"]["context"] == [904, 1936, 3 * W, 3 * H] and meta["sample"]["extra"]["method"] == "entropy"
+    img = Image.open(io.BytesIO(client.get(f"/api/samples/{sid}/layers/context_truecolor.png").data))
+    assert img.size == (3 * W, 3 * H)
+    auto = np.asarray(Image.open(io.BytesIO(client.get(f"/api/samples/{sid}/layers/auto_label.png").data)))
+    assert tuple(auto[10, 10, :3]) == DEFAULT_LEGEND.color(1)  # overlays in the legend's colours
+    js = (Path(__file__).resolve().parents[1] / "nimbus" / "labeler" / "static" / "app.js").read_text()
+    for value in DEFAULT_LEGEND.values:  # no class colour hard-coded in the page
+        r, g, b = DEFAULT_LEGEND.color(value)
+        assert f"{r}, {g}, {b}" not in js and f"{r},{g},{b}" not in js
+
+
+def test_colorblind_palette(tmp_path) -> None:
+    from nimbus.errors import LabelError
+    from nimbus.legend import Legend
+
+    make_samples(tmp_path / "s", n=1)
+    client = create_app(tmp_path / "s", palette="colorblind").test_client()
+    info = client.get("/api/info").get_json()
+    cb = Legend.scheme("colorblind")
+    assert info["palette"] == "colorblind"
+    assert [tuple(c["color"]) for c in info["classes"][:-1]] == [cb.color(v) for v in cb.values]
+    sid = first_id(client)
+    auto = np.asarray(Image.open(io.BytesIO(client.get(f"/api/samples/{sid}/layers/auto_label.png").data)))
+    assert tuple(auto[10, 10, :3]) == cb.color(1)
+    with pytest.raises(LabelError, match="palette"):
+        create_app(tmp_path / "s", palette="sepia")

@@ -306,3 +306,51 @@ def test_rule_labels_from_product_and_from_arrays_agree(tmp_path, synthetic_l2a_
     assert (la[ok] == truth[ok]).mean() > 0.75, "rules labels agree with the generator's truth on most pixels"
     with pytest.raises(LabelError, match="cannot be combined"):
         build_labels(folder, rules=True, scl=True)
+
+
+def test_truth_labels_from_a_synthetic_product(tmp_path: Path, synthetic_l1c, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nimbus labels ARRAYS/<id> --truth`: the generator's truth on the arrays grid, as the old SCL trick gave it."""
+    from nimbus.cli import main
+    from nimbus.legend import DEFAULT_LEGEND
+
+    folder, _ = build_arrays(synthetic_l1c.path, tmp_path / "arrays", res=20)
+    main(["labels", str(folder), "--truth"])
+    assert "labels.tif: truth" in capsys.readouterr().out
+    got, tags = _classes(folder / "labels.tif")
+    assert tags["label_source"] == "truth" and json.loads(tags["inputs"]) == {"truth": synthetic_l1c.truth_path.name}
+    assert Path(synthetic_l1c.truth_path).name in json.loads(tags["reprojected_inputs"])  # 10 m truth onto the 20 m grid
+    with rasterio.open(folder / "labels.tif") as src:
+        assert src.colormap(1)[0][:3] == DEFAULT_LEGEND.color(0) and src.tags()["CLASS_3"] == "water"
+    # the same labels as the SCL trick export/train_default.py used before (truth -> SCL codes -> --scl)
+    scl_codes = np.zeros(256, np.uint8)
+    for cls, code in {CLOUD: 9, GROUND: 4, SNOW: 11, WATER: 6}.items():
+        scl_codes[cls] = code
+    with rasterio.open(synthetic_l1c.truth_path) as src:
+        prof = src.profile
+        scl = scl_codes[src.read(1)]
+    prof.update(nodata=0)
+    with rasterio.open(tmp_path / "scl.tif", "w", **prof) as dst:
+        dst.write(scl, 1)
+    old, _ = _classes(build_labels(folder, out=tmp_path / "old.tif", scl=tmp_path / "scl.tif").path)
+    np.testing.assert_array_equal(got, old)
+    # a product target at 10 m gives the truth itself
+    rep = build_labels(synthetic_l1c.path, out=tmp_path / "p.tif", truth=True, res=10)
+    np.testing.assert_array_equal(_classes(rep.path)[0], np.asarray(synthetic_l1c.truth))
+
+
+def test_truth_labels_refuse_what_is_not_a_truth_map(tmp_path: Path, synthetic_l1c) -> None:
+    from nimbus.labels import find_truth
+
+    with rasterio.open(synthetic_l1c.truth_path) as src:
+        prof = src.profile
+        data = src.read(1)
+    data[:5, :5] = 7
+    prof.pop("nodata")
+    with rasterio.open(tmp_path / "scl_like.tif", "w", **prof) as dst:
+        dst.write(data, 1)
+    with pytest.raises(LabelError, match=r"scl_like.tif: holds 7, not Nimbus classes \(0 cloud, 1 ground"):
+        build_labels(synthetic_l1c.path, out=tmp_path / "x.tif", truth=tmp_path / "scl_like.tif", res=10)
+    with pytest.raises(LabelError, match="cannot be combined"):
+        build_labels(synthetic_l1c.path, out=tmp_path / "x.tif", truth=True, rules=True, res=10)
+    with pytest.raises(LabelError, match="PID_truth.tif: no truth map beside the product"):
+        find_truth(tmp_path / "PID.SAFE", "PID")

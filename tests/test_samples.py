@@ -10,6 +10,7 @@ import rasterio
 from _samples_data import CRS, H, PRODUCT, W, make_samples
 
 from nimbus.errors import LabelError
+from nimbus.legend import DEFAULT_LEGEND
 from nimbus.samples import RevisionConflictError, Sample, SampleSet, sample_id, validate_label
 
 
@@ -34,7 +35,9 @@ def test_layers_are_georeferenced(tmp_path) -> None:
             assert src.transform.a == 10 and src.transform.c == 600000 + 10 * 1000
             assert (src.count, src.dtypes[0], src.shape) == (count, dtype, (H, W))
     with rasterio.open(ss.layer_path(sid, "auto_label")) as src:
-        assert src.nodata == 255 and src.colormap(1)[0][:3] == (255, 255, 255)
+        cmap = src.colormap(1)
+        assert src.nodata == 255 and cmap[255][3] == 0
+        assert all(cmap[v][:3] == DEFAULT_LEGEND.color(v) for v in DEFAULT_LEGEND.values)  # the one palette
 
 
 def test_read_label_falls_back_to_auto_then_hand(tmp_path) -> None:
@@ -103,3 +106,30 @@ def test_validate_label_refuses_ragged_and_huge_values() -> None:
         validate_label([[1, 2], [3]], (2, 2))
     with pytest.raises(LabelError, match="integers"):
         validate_label([[1e300, 0], [0, 0]], (2, 2))
+
+
+def test_context_window_is_centred_and_clipped() -> None:
+    from nimbus.samples import context_window
+
+    assert context_window((100, 200, 64, 64), (1000, 1000)) == (36, 136, 192, 192)  # 3x, centred
+    assert context_window((0, 10, 64, 64), (1000, 1000)) == (0, 0, 192, 192)  # shifted inside at the edge
+    assert context_window((0, 0, 64, 64), (100, 80)) == (0, 0, 80, 100)  # clipped to a small product (h 100, w 80)
+    assert context_window((5, 5, 10, 10), (100, 100), factor=1) == (5, 5, 10, 10)
+
+
+def test_context_layers_round_trip_and_are_checked(tmp_path) -> None:
+    from _samples_data import context_image
+
+    ss = make_samples(tmp_path / "s", n=1, context=True)
+    s = SampleSet(tmp_path / "s").samples()[0]
+    assert s.context == (904, 1936, 3 * W, 3 * H) and s.context_shape == (3 * H, 3 * W)
+    assert Sample.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    with rasterio.open(ss.layer_path(s.id, "context_truecolor")) as src:
+        assert src.shape == (3 * H, 3 * W) and src.transform.c == 600000 + 10 * 904 and src.transform.f == 5100000 - 10 * 1936
+    assert (ss.read_layer(s.id, "context_truecolor") == context_image(s.context, s.window)).all()
+    assert ss.georef(s.id)[1].c == 600000 + 10 * 1000  # the sample's own grid, not the context's
+    bad = Sample(id="x__r00000_c00000", product_id="x", window=(0, 0, W, H), context=(10, 0, W, H))
+    with pytest.raises(LabelError, match="does not hold"):
+        ss.add(bad, {}, CRS, rasterio.transform.from_origin(0, 0, 10, 10))
+    with pytest.raises(LabelError, match="malformed"):
+        Sample.from_dict({**s.to_dict(), "context": [0, 0, 5, 5]})

@@ -183,7 +183,10 @@ def test_interrupted_run_leaves_no_file(models, tmp_path) -> None:
         seg.segment(syn.path, out=out, probabilities="float16", uncertainty=True, callback=stop)
     assert list(out.iterdir()) == []  # no final file, no temporary left behind
     res = seg.segment(syn.path, out=out, probabilities="float16")
-    assert sorted(p.name for p in out.iterdir()) == sorted([res.classes.name, res.probabilities.name])
+    from nimbus.qgis import pam_path, qml_path
+
+    want = [res.classes.name, res.probabilities.name, qml_path(res.classes).name, pam_path(res.classes).name]
+    assert sorted(p.name for p in out.iterdir()) == sorted(want)
 
 
 def test_real_all_nodata_product(models, realdata, tmp_path) -> None:

@@ -112,7 +112,11 @@ def test_truth_and_aux_files(synthetic_l1c) -> None:
         assert src.dtypes[0] == "uint8" and src.nodata == NODATA_CLASS and src.crs.to_string() == "EPSG:32632"
         assert tuple(src.transform)[:6] == s.transform
         np.testing.assert_array_equal(src.read(1), s.truth)
-        assert src.colormap(1)[0][:3] == (255, 255, 255) and src.colormap(1)[3][:3] == (30, 60, 200)
+        from nimbus.legend import DEFAULT_LEGEND, Legend
+
+        # the truth map has the class maps' palette and names (one legend everywhere)
+        assert {v: src.colormap(1)[v][:3] for v in DEFAULT_LEGEND.values} == DEFAULT_LEGEND.color_map()
+        assert Legend.from_tags(src.tags()) == DEFAULT_LEGEND
     assert set(np.unique(s.truth).tolist()) == {0, 1, 2, 3}, "every class present, no nodata without a swath"
     for layer in ("altitude", "treecover"):
         grids = {}

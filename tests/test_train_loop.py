@@ -76,16 +76,16 @@ def test_resume_continues_exactly(arrays, tmp_path, monkeypatch) -> None:
 
     straight = train(arrays, tmp_path / "a", epochs=2, seed=1, **FAST)
     # The same run, interrupted (Ctrl-C) right after its first epoch was written.
-    real_plot = loop._plot
+    real_plot = loop.plot_curves
 
     def plot_then_interrupt(*args, **kwargs):
         real_plot(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "_plot", plot_then_interrupt)
+    monkeypatch.setattr(loop, "plot_curves", plot_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(arrays, tmp_path / "b", epochs=2, seed=1, **FAST)
-    monkeypatch.setattr(loop, "_plot", real_plot)
+    monkeypatch.setattr(loop, "plot_curves", real_plot)
     assert read_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
     resumed = train(resume=str(tmp_path / "b" / "last.pt"))
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]

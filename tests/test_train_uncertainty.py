@@ -16,7 +16,7 @@ from train_fixtures import SPECTRA, make_arrays, make_product
 
 import nimbus.train  # noqa: F401
 from nimbus.errors import TrainingError
-from nimbus.samples import SampleSet
+from nimbus.samples import SampleSet, context_window
 from nimbus.train.dataset import ProductArrays
 from nimbus.train.uncertainty import PatchScore, mc_dropout, pixel_uncertainty, select_samples, select_top
 
@@ -140,6 +140,18 @@ def test_samples_written_georeferenced_and_manifest(setup, tmp_path) -> None:
     assert (ss.read_layer(s.id, "auto_label") == p.read_labels((row, col, h, w))).all()
     unc = ss.read_layer(s.id, "uncertainty")
     assert float(np.nanmean(unc)) == pytest.approx(s.score, rel=1e-4)  # the map is the one that was scored
+    assert s.method == "std"
+    # the context: 3x the sample, centred and clipped to the 96 px product, georeferenced on its window
+    cc, cr, cw, ch = s.context
+    assert (cc, cr, cw, ch) == context_window(s.window, (96, 96)) and cw > w and ch > h
+    assert cc <= col and cr <= row and cc + cw >= col + w and cr + ch >= row + h and cc + cw <= 96 and cr + ch <= 96
+    for layer in ("context_truecolor", "context_falsecolor"):
+        with rasterio.open(ss.layer_path(s.id, layer)) as src:
+            assert src.shape == (ch, cw) and src.count == 3
+            assert tuple(src.transform)[:6] == pytest.approx((10, 0, 300000 + 10 * cc, 0, -10, 5000040 - 10 * cr))
+    ctx = ss.read_layer(s.id, "context_truecolor")
+    assert (ctx == bands[[3, 2, 1], cr:cr + ch, cc:cc + cw]).all()
+    assert (ctx[:, row - cr:row - cr + h, col - cc:col - cc + w] == true).all()
     for png in res["plots"]:
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {Path(p).name for p in res["plots"]} == {"uncertainty_by_date.png", "uncertainty_map_32TMS.png"}

@@ -92,3 +92,27 @@ def test_error_leaves_nothing(tmp_path) -> None:
         with SegmentationWriter(tmp_path / "c.tif", CRS, TRANSFORM, (30, 30), SPEC) as wr:
             wr.write_rows(0, classes[:10])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writers_take_a_legend_or_a_modelspec(tmp_path) -> None:
+    from nimbus.legend import DEFAULT_LEGEND, Legend
+    from nimbus.qgis import pam_path, qml_path
+
+    classes = np.tile(np.array([0, 1, 2, 3, 255], np.uint8), (20, 6))
+    cb = Legend.scheme("colorblind")
+    a = write_class_map(tmp_path / "a.tif", classes, CRS, TRANSFORM, cb, product_id="P", model_name="mod", model_version="7")
+    with SegmentationWriter(tmp_path / "b.tif", CRS, TRANSFORM, classes.shape, spec=SPEC) as wr:  # the segmenter's keyword
+        wr.write_rows(0, classes)
+    c = write_class_map(tmp_path / "c.tif", classes, CRS, TRANSFORM)  # no legend: the default one
+    with rasterio.open(a) as d:
+        assert {v: d.colormap(1)[v][:3] for v in cb.values} == cb.color_map()
+        assert d.tags()["MODEL_NAME"] == "mod" and d.tags()["MODEL_VERSION"] == "7" and d.tags()["PALETTE"] == "colorblind"
+    with rasterio.open(tmp_path / "b.tif") as d:
+        assert d.tags()["MODEL_NAME"] == "unit" and d.tags()["MODEL_VERSION"] == "3" and Legend.from_tags(d.tags()) == DEFAULT_LEGEND
+    with rasterio.open(c) as d:
+        assert d.colormap(1)[0][:3] == (255, 0, 0) and d.tags().get("MODEL_NAME", "") == ""
+    for p in (a, tmp_path / "b.tif", c):
+        assert qml_path(p).is_file() and pam_path(p).is_file()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(ValueError, match="not both"):
+        SegmentationWriter(tmp_path / "d.tif", CRS, TRANSFORM, (2, 2), cb, spec=SPEC)

@@ -27,7 +27,7 @@ import numpy as np
 
 from nimbus.blend import Blender
 from nimbus.errors import ModelError
-from nimbus.windows import WindowLayout, window_weights
+from nimbus.windows import WindowLayout, cut_windows, window_weights
 
 __all__ = ["Infer", "RowReader", "RowSink", "Tiling", "stream"]
 
@@ -99,6 +99,11 @@ class _RowChunks:
     def copy_to(self, out: np.ndarray, r0: int, x0: int, x1: int) -> None:
         for o, data, _, a, b in self._parts(r0, r0 + out.shape[1]):
             out[:, o : o + b - a] = data[:, a:b, x0:x1]
+
+    def cut(self, out: np.ndarray, r0: int, cols: list[int], threads: int) -> None:
+        """Windows of rows ``[r0, r0 + h)`` at ``cols`` into ``out`` (N, C, h, w): one C++ call per chunk."""
+        for o, data, _, a, b in self._parts(r0, r0 + out.shape[2]):
+            cut_windows(data, out, cols, src_row0=a, dst_row0=o, rows=b - a, threads=threads)
 
 
 class _Reader(threading.Thread):
@@ -238,6 +243,8 @@ def stream(
     read.start()
     write.start()
     rows = _RowChunks()
+    threads = int(getattr(blender, "threads", 0) or 0)  # the host blender's thread cap (0: all cores)
+    tile_buf = np.empty((min(tiling.batch, len(layout.col_starts)), c, size, size), np.float32)  # reused batch buffer
     bar = tqdm(total=height, desc=desc or "segment", unit="row", disable=None if progress else True, leave=False)
     try:
         for i, y in enumerate(ys):
@@ -251,14 +258,14 @@ def stream(
             stats["windows_skipped"] += len(layout.col_starts) - len(wins)
             for b in range(0, len(wins), tiling.batch):
                 part = wins[b : b + tiling.batch]
-                tiles = np.empty((len(part), c, size, size), np.float32)
-                for j, (_, x) in enumerate(part):
-                    if padded:  # raster smaller than a window: mirror it up to the window size
+                tiles = tile_buf[: len(part)]
+                if padded:  # raster smaller than a window: mirror it up to the window size
+                    for j, (_, x) in enumerate(part):
                         tile = np.empty((c, wh, ww), np.float32)
                         rows.copy_to(tile, y, x, x + ww)
                         tiles[j] = np.pad(tile, ((0, 0), (0, size - wh), (0, size - ww)), mode="symmetric")
-                    else:
-                        rows.copy_to(tiles[j], y, x, x + ww)
+                else:  # every window of the batch cut in one kernel call per input chunk
+                    rows.cut(tiles, y, [x for _, x in part], threads)
                 t = time.perf_counter()
                 probs = infer(tiles)
                 stats["infer"] += time.perf_counter() - t

@@ -4,9 +4,11 @@ Routes (all JSON unless noted)::
 
     GET  /                                  the page (static/index.html)
     GET  /static/<file>                     the page's script and style
-    GET  /api/info                          the samples folder, class values, names and colours
-    GET  /api/samples                       the manifest entries (id, product, date, score, status, revision...)
-    GET  /api/samples/<id>                  one entry plus which layers exist
+    GET  /api/info                          the samples folder, the legend's class values, names and
+                                            colours (the page hard-codes none), the selection record
+    GET  /api/samples                       the manifest entries (id, product, date, window, context,
+                                            score, extra.method, status, revision...)
+    GET  /api/samples/<id>                  one entry plus which layers exist (context_* when stored)
     GET  /api/samples/<id>/layers/<layer>.png   a layer rendered for display (PNG)
     GET  /api/samples/<id>/label            {"revision", "source", "width", "height", "data": base64 uint8}
     PUT  /api/samples/<id>/label            body {"revision", "data", "width", "height", "status"?}
@@ -31,10 +33,9 @@ from typing import Any
 import numpy as np
 
 from nimbus.errors import LabelError
+from nimbus.legend import DEFAULT_LEGEND, Legend
 from nimbus.samples import (
-    CLASS_COLORS,
-    CLASS_NAMES,
-    CLASS_VALUES,
+    COLOR_LAYERS,
     LABEL_LAYER,
     LAYERS,
     NODATA,
@@ -42,23 +43,35 @@ from nimbus.samples import (
     SampleSet,
 )
 
-__all__ = ["create_app", "render_layer", "serve"]
+__all__ = ["classes_info", "create_app", "palette_legend", "render_layer", "serve"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024 * 1024
 
 
-def render_layer(samples: SampleSet, sid: str, layer: str) -> bytes:
+def classes_info(legend: Legend = DEFAULT_LEGEND) -> list[dict[str, Any]]:
+    """The class table the page draws with: ``[{value, name, color}]``, the legend's classes then no data.
+
+    The page takes every class colour from here (it hard-codes none), so the labeller shows the
+    palette of the maps and quicklooks (:mod:`nimbus.legend`).
+    """
+    rows = [{"value": int(v), "name": legend.name(v), "color": list(legend.color(v))} for v in legend.values]
+    return [*rows, {"value": NODATA, "name": "nodata", "color": None}]
+
+
+def render_layer(samples: SampleSet, sid: str, layer: str, legend: Legend = DEFAULT_LEGEND) -> bytes:
     """Render a sample layer as a PNG for display.
 
-    Colour layers: reflectance (harmonised DN / 10000) 0..1 mapped linearly to 0..255, RGB (the page
-    applies brightness and gamma). Class layers: RGBA in the class colours, no data transparent.
-    Uncertainty: RGBA heat ramp scaled by the sample's maximum, alpha rising with the value.
+    Colour layers (the sample's and its context's): reflectance (harmonised DN / 10000) 0..1 mapped
+    linearly to 0..255, RGB (the page applies brightness and gamma). Class layers: RGBA in the
+    legend's colours, no data transparent. Uncertainty: RGBA heat ramp scaled by the sample's
+    maximum, alpha rising with the value.
 
     Args:
         samples: the samples folder.
         sid: the sample id.
         layer: one of :data:`nimbus.samples.LAYERS` or ``"label"``.
+        legend: the class colours.
 
     Returns:
         PNG bytes.
@@ -66,7 +79,7 @@ def render_layer(samples: SampleSet, sid: str, layer: str) -> bytes:
     from PIL import Image
 
     data = samples.read_layer(sid, layer)
-    if layer in ("truecolor", "falsecolor"):
+    if layer in COLOR_LAYERS:
         rgb = np.clip(data.astype(np.float32) / 10000.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
         img = Image.fromarray(np.moveaxis(rgb, 0, -1), "RGB")
     elif layer == "uncertainty":
@@ -78,7 +91,7 @@ def render_layer(samples: SampleSet, sid: str, layer: str) -> bytes:
         img = Image.fromarray(rgba.astype(np.uint8), "RGBA")
     else:
         lut = np.zeros((256, 4), np.uint8)
-        for value, color in CLASS_COLORS.items():
+        for value, color in legend.color_map().items():
             lut[value] = (*color, 255)
         img = Image.fromarray(lut[data.astype(np.uint8)], "RGBA")
     buf = io.BytesIO()
@@ -86,11 +99,26 @@ def render_layer(samples: SampleSet, sid: str, layer: str) -> bytes:
     return buf.getvalue()
 
 
-def create_app(samples_dir: str | os.PathLike[str]) -> Any:
+def palette_legend(palette: str = "default") -> Legend:
+    """The Nimbus legend in colour scheme ``palette`` (see :data:`nimbus.legend.SCHEMES`).
+
+    Raises:
+        LabelError: an unknown scheme (the message lists the known ones).
+    """
+    if palette == "default":
+        return DEFAULT_LEGEND
+    try:
+        return Legend.scheme(palette)
+    except (ValueError, KeyError) as exc:
+        raise LabelError(f"--palette {palette!r}: {exc}") from exc
+
+
+def create_app(samples_dir: str | os.PathLike[str], palette: str = "default") -> Any:
     """Build the Flask app serving ``samples_dir`` (and nothing else).
 
     Args:
         samples_dir: a folder written by ``nimbus uncertain`` (it must hold ``manifest.json``).
+        palette: the legend's colour scheme for classes (``default`` or ``colorblind``).
 
     Returns:
         The Flask application.
@@ -100,6 +128,7 @@ def create_app(samples_dir: str | os.PathLike[str]) -> Any:
     from werkzeug.security import safe_join
 
     samples = SampleSet(samples_dir)
+    legend = palette_legend(palette)
     app = Flask("nimbus.labeler", static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["SAMPLES"] = samples
@@ -139,9 +168,8 @@ def create_app(samples_dir: str | os.PathLike[str]) -> Any:
     def info() -> Any:
         return jsonify(
             root=str(samples.root),
-            classes=[
-                {"value": v, "name": CLASS_NAMES[v], "color": list(CLASS_COLORS.get(v, (0, 0, 0)))} for v in CLASS_VALUES
-            ],
+            classes=classes_info(legend),
+            palette=palette,
             nodata=NODATA,
             layers=list(LAYERS),
             selection=samples.selection,
@@ -164,7 +192,7 @@ def create_app(samples_dir: str | os.PathLike[str]) -> Any:
             abort(404, description=f"unknown layer {layer!r}")
         if not samples.layer_path(sid, layer).is_file():
             abort(404, description=f"sample {sid} has no layer {layer!r}")
-        png = render_layer(samples, sid, layer)
+        png = render_layer(samples, sid, layer, legend)
         resp = send_file(io.BytesIO(png), mimetype="image/png")
         resp.headers["Cache-Control"] = "no-store"
         return resp
@@ -237,6 +265,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     open_browser: bool = True,
+    palette: str = "default",
 ) -> None:
     """Run the labelling tool until Ctrl-C.
 
@@ -245,10 +274,11 @@ def serve(
         host: address to bind (127.0.0.1 keeps it local; binding elsewhere exposes the folder).
         port: TCP port (0 picks a free one).
         open_browser: open the page in the default browser.
+        palette: the legend's colour scheme for classes (``default`` or ``colorblind``).
     """
     from werkzeug.serving import make_server
 
-    app = create_app(samples_dir)
+    app = create_app(samples_dir, palette=palette)
     if host in ("127.0.0.1", "localhost", "::1"):
         app.config["ALLOWED_HOSTS"] = {"127.0.0.1", "localhost", "::1"}
     server = make_server(host, port, app, threaded=True)

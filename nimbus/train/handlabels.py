@@ -13,7 +13,8 @@ Every piece is checked against the arrays: the product must exist, the window mu
 and the label's georeferencing must be that window of the product's grid.
 
 :func:`include_in_training` moves products with hand labels into the training split (they come
-from the pool outside train and test), so hand labels always stay in training.
+from the pool outside train and test), so hand labels always stay in training;
+:func:`nimbus.train.validation.plan_validation` builds on it to keep a validation set without them.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ that already are samples), the model runs ``passes`` times with only its dropout
 A patch's score is the mean over its valid pixels. The top ``k`` patches are chosen greedily with
 a spacing rule (two selected patches of one product are at least ``spacing`` windows apart, so the
 ``k`` are not all neighbours of one cloud) and written as samples (:mod:`nimbus.samples`), with
-``scores.csv`` (every patch scored) and two plots: mean uncertainty by month x day and a map of
-mean uncertainty over each tile. Patches are read one at a time: no tile is ever held in memory.
+``scores.csv`` (every patch scored), the colour composites of the area around each sample (3x its
+side by default, for the labelling tool's dimmed context) and two plots: mean uncertainty by
+month x day and a map of mean uncertainty over each tile. Patches are read one at a time: no tile is ever held in memory.
 
 Each patch's passes are seeded from the patch (product id and window) and ``seed``, so the maps
 written for the selected patches are exactly those that were scored.
@@ -37,7 +38,7 @@ from torch import nn
 
 from nimbus.atomic import atomic_path
 from nimbus.errors import TrainingError
-from nimbus.samples import NODATA, Sample, SampleSet, sample_id
+from nimbus.samples import CONTEXT_FACTOR, NODATA, Sample, SampleSet, context_window, sample_id
 from nimbus.train.dataset import ProductArrays, grid_windows
 from nimbus.train.models import set_mc_dropout
 from nimbus.train.split import SPLITS, list_products, load_split
@@ -298,6 +299,14 @@ def _georef(p: ProductArrays) -> tuple[Any, Any]:
         return src.crs, src.transform
 
 
+def _composite(p: ProductArrays, bands: Sequence[str], window: Window) -> np.ndarray:
+    """uint16 (3, h, w) harmonised DN of three bands in a (row, col, height, width) window, 0 = nodata."""
+    rgb, ok = p.read(list(bands), window)
+    rgb = np.clip(np.rint(rgb), 0, 65535).astype(np.uint16)
+    rgb[:, ~ok] = 0
+    return rgb
+
+
 def write_sample(
     samples: SampleSet,
     p: ProductArrays,
@@ -309,8 +318,14 @@ def write_sample(
     batch: int,
     device: str | torch.device,
     seed: int,
+    context: float = CONTEXT_FACTOR,
 ) -> Sample:
-    """Write one selected patch as a sample: colour composites, automatic label, prediction, uncertainty."""
+    """Write one selected patch as a sample: colour composites, automatic label, prediction, uncertainty.
+
+    With ``context`` > 1 the colour composites of the area around the patch (``context`` times its
+    side, clipped to the product: :func:`nimbus.samples.context_window`) are written too, for the
+    labelling tool to show dimmed around the part to label.
+    """
     from rasterio.windows import Window as RWindow
     from rasterio.windows import transform as window_transform
 
@@ -326,12 +341,13 @@ def write_sample(
     unc = unc.copy()
     unc[~valid] = np.nan
     layers: dict[str, np.ndarray] = {"prediction": prediction, "uncertainty": unc}
+    ctx = context_window((c, r, w, h), p.shape, context)
+    cc, cr, cw, ch = ctx
     for name, bands in (("truecolor", ("B04", "B03", "B02")), ("falsecolor", ("B12", "B08", "B04"))):
         if all(b in p.channels for b in bands):
-            rgb, ok = p.read(list(bands), s.window)
-            rgb = np.clip(np.rint(rgb), 0, 65535).astype(np.uint16)
-            rgb[:, ~ok] = 0
-            layers[name] = rgb
+            layers[name] = _composite(p, bands, s.window)
+            if context > 1:
+                layers[f"context_{name}"] = _composite(p, bands, (cr, cc, ch, cw))
     auto = p.read_labels(s.window).copy()
     auto[~valid] = NODATA
     auto[~np.isin(auto, (0, 1, 2, 3))] = NODATA
@@ -346,6 +362,7 @@ def write_sample(
         tile=s.tile,
         score=s.score,
         extra={"valid_fraction": round(s.valid_fraction, 4), "method": method},
+        context=ctx if context > 1 else None,
     )
     return samples.add(sample, layers, crs, window_transform(RWindow(c, r, w, h), transform))
 
@@ -457,6 +474,7 @@ def select_samples(
     batch: int = 8,
     device: str | None = None,
     seed: int = 0,
+    context: float = CONTEXT_FACTOR,
 ) -> dict[str, Any]:
     """The whole selection: score the pool, choose the top ``k``, write samples, scores and plots.
 
@@ -479,6 +497,7 @@ def select_samples(
         batch: passes per forward call.
         device: torch device (default: CUDA when available).
         seed: base seed of the dropout masks.
+        context: side of the context area written around each sample, in sample sides (<= 1: none).
 
     Returns:
         A summary: ``out``, ``pool`` (product ids), ``scored`` (patches), ``selected`` (sample ids),
@@ -513,7 +532,8 @@ def select_samples(
     if len(chosen) < k:
         print(f"nimbus uncertain: {len(chosen)} of {k} samples selectable ({len(scores)} patches scored, "
               f"spacing {spacing:g} windows); lower --spacing or --window for more", file=sys.stderr)
-    written = [write_sample(samples, arrs[s.product_id], s, model, meta, passes, method, batch, dev, seed).id for s in chosen]
+    written = [write_sample(samples, arrs[s.product_id], s, model, meta, passes, method, batch, dev, seed, context).id
+               for s in chosen]
     samples.update_selection({
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
         "arrays": str(Path(arrays).resolve()),
@@ -523,6 +543,7 @@ def select_samples(
         "spacing": float(spacing),
         "k": int(k),
         "seed": int(seed),
+        "context": float(context),
         "pool": pool,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

@@ -1,6 +1,9 @@
 // Nimbus labeller: the page. No build step, no dependencies.
 // The label being edited is a Uint8Array (one class value per pixel, 255 = no data) at the sample's
-// full resolution; everything else (image, overlays, selection) is drawn around it.
+// full resolution; everything else (image, overlays, selection) is drawn around it. Stage
+// coordinates are the sample's pixels; the context (the area around the sample, when the samples
+// folder stores one) is drawn dimmed under it at its offset, so it may start at negative x, y.
+// Class names and colours come from the server (/api/info: the legend of nimbus.legend): none here.
 "use strict";
 
 (function () {
@@ -30,9 +33,16 @@
     tool: "brush",
     base: "truecolor",
     src: {}, // base layer name -> Uint8ClampedArray RGBA (as served)
+    ctx: null, // {x, y, w, h}: the context window relative to the sample (x, y <= 0), or null
+    ctxsrc: {}, // base layer name -> context RGBA
     view: { s: 1, tx: 0, ty: 0 },
     loaded: false,
     colors: {},
+    manifest: [], // the samples in manifest order
+    source: "", // where the open label came from (hand, auto, prediction, empty)
+    sort: "score-desc",
+    names: {}, // id -> the distinguishing part of its name
+    prefix: "", // what every name shares
   };
   window.nimbus = S; // handle for debugging and for the browser test
 
@@ -96,35 +106,153 @@
   function enc(id) { return encodeURIComponent(id); }
 
   // ---------- sample list ----------
+  // The selection method a sample's score is in (std, entropy, mutual_information): scores of
+  // different methods are on different scales, so they are labelled and never sorted together.
+  function methodOf(s) {
+    return (s.extra && s.extra.method) || (S.info && S.info.selection && S.info.selection.method) || "score";
+  }
+  const METHOD_SHORT = { std: "std", entropy: "entropy", mutual_information: "MI" };
+  // Names without what they all share: "<product>__r<row>_c<col>" ids keep the product tokens that
+  // differ between products (none when there is one product) and the window, shown as "r2000 c1000".
+  function splitTokens(text) { return text.split(/(?<=[_.-])/); }
+  function shortNames(samples) {
+    const parts = samples.map((s) => {
+      const m = /^(.*)__r0*(\d+)_c0*(\d+)$/.exec(s.id);
+      return m ? { product: m[1], win: `r${m[2]} c${m[3]}` } : { product: s.id, win: "" };
+    });
+    const products = [...new Set(parts.map((p) => p.product))];
+    const tok = products.map(splitTokens);
+    const same = (k) => tok.every((t) => t.length === tok[0].length && t[k] === tok[0][k]);
+    const keep = {};
+    const shared = [];
+    if (products.length > 1) {
+      if (tok.every((t) => t.length === tok[0].length)) {
+        // The fewest differing token positions that tell the products apart: most distinct values
+        // first, then the longest token (the sensing time of a Sentinel-2 id before "S2A"/"S2B").
+        const distinct = (k) => new Set(tok.map((t) => t[k])).size;
+        const cand = tok[0].map((_, k) => k).filter((k) => !same(k));
+        cand.sort((a, b) => distinct(b) - distinct(a) || tok[0][b].length - tok[0][a].length || a - b);
+        const chosen = [];
+        for (const k of cand) {
+          chosen.push(k);
+          if (new Set(tok.map((t) => chosen.map((j) => t[j]).join("|"))).size === products.length) break;
+        }
+        chosen.sort((a, b) => a - b);
+        const show = (t, trim) => { const v = t.replace(/[_.-]+$/, ""); return trim ? v.replace(/^(\d{8})T\d{6}$/, "$1") : v; };
+        // a date-time token ("20230704T102559") shows its date alone when the dates suffice
+        const trimmed = tok.map((t) => chosen.map((k) => show(t[k], true)).join(" "));
+        const trim = new Set(trimmed).size === products.length;
+        for (const [i, p] of products.entries()) keep[p] = chosen.map((k) => show(tok[i][k], trim)).join(" ");
+        tok[0].forEach((t, k) => { if (same(k)) shared.push(t); });
+      } else {
+        let n = 0; // the longest shared token prefix
+        while (tok.every((t) => n < t.length - 1 && t[n] === tok[0][n])) n++;
+        for (const [i, p] of products.entries()) keep[p] = tok[i].slice(n).join("");
+        shared.push(...tok[0].slice(0, n));
+      }
+    } else if (products.length === 1) {
+      keep[products[0]] = "";
+      shared.push(products[0]);
+    }
+    const out = {};
+    samples.forEach((s, i) => {
+      const p = parts[i];
+      out[s.id] = [keep[p.product], p.win].filter(Boolean).join(" ") || s.id;
+    });
+    return { names: out, prefix: shared.join("").replace(/[_.-]+$/, "") };
+  }
+  function sortSamples() {
+    const key = S.sort;
+    const byName = (a, b) => (S.names[a.id] < S.names[b.id] ? -1 : S.names[a.id] > S.names[b.id] ? 1 : 0);
+    const score = (s) => (s.score == null ? -Infinity : Number(s.score));
+    const order = new Map(S.manifest.map((s, i) => [s.id, i]));
+    const list = S.manifest.slice();
+    if (key === "score-desc" || key === "score-asc") {
+      const sign = key === "score-desc" ? -1 : 1;
+      list.sort((a, b) => {
+        const ma = methodOf(a), mb = methodOf(b);
+        if (ma !== mb) return ma < mb ? -1 : 1; // one method's scores together, never interleaved
+        const d = sign * (score(a) - score(b));
+        return d || order.get(a.id) - order.get(b.id);
+      });
+    } else if (key === "name") list.sort(byName);
+    else if (key === "status") list.sort((a, b) => (a.status === b.status ? order.get(a.id) - order.get(b.id) : a.status === "todo" ? -1 : 1));
+    const current = sid();
+    S.samples = list;
+    S.index = current ? S.samples.findIndex((s) => s.id === current) : -1;
+  }
   async function loadList() {
     const r = await api("GET", "/api/samples");
     if (!r.ok) { message("cannot list samples: " + (r.data && r.data.error), "error"); return; }
-    S.samples = r.data.samples;
+    S.manifest = r.data.samples;
+    const short = shortNames(S.manifest);
+    S.names = short.names;
+    S.prefix = short.prefix;
+    sortSamples();
     renderList();
+  }
+  function setSort(key) {
+    S.sort = key;
+    $("sort").value = key;
+    try { localStorage.setItem("nimbus-label-sort", key); } catch (e) { /* private mode */ }
+    sortSamples();
+    renderList();
+  }
+  function scoreText(s) {
+    if (s.score == null) return "";
+    const m = methodOf(s);
+    return `${METHOD_SHORT[m] || m} ${Number(s.score).toFixed(3)}`;
   }
   function renderList() {
     const ul = $("samples");
     ul.innerHTML = "";
     let done = 0;
+    const methods = new Set(S.samples.map(methodOf));
+    const grouped = S.sort.startsWith("score") && methods.size > 1;
+    let group = null;
     S.samples.forEach((s, i) => {
       if (s.status === "done") done++;
+      if (grouped && methodOf(s) !== group) {
+        group = methodOf(s);
+        const head = document.createElement("li");
+        head.className = "group";
+        head.dataset.method = group;
+        head.textContent = `${group} scores`;
+        head.title = "scores of one selection method; other methods are listed apart (different scales)";
+        ul.appendChild(head);
+      }
       const li = document.createElement("li");
-      li.className = s.status + (i === S.index ? " current" : "");
+      li.className = "sample " + s.status + (i === S.index ? " current" : "");
       li.dataset.id = s.id;
-      li.title = `${s.product_id}\n${s.date}\nwindow ${s.window.join(", ")}\nscore ${s.score}`;
+      li.dataset.method = methodOf(s);
+      li.title = `${s.id}\n${s.product_id}\n${s.date}\nwindow ${s.window.join(", ")}\n${methodOf(s)} score ${s.score}`;
       const badge = document.createElement("span");
       badge.className = "badge";
-      badge.textContent = s.status === "done" ? "✓ done" : "○ to do";
+      badge.textContent = s.status === "done" ? "✓" : "○";
+      badge.title = s.status === "done" ? "done" : "to do";
       const name = document.createElement("span");
-      name.textContent = s.id;
+      name.className = "name";
+      name.textContent = S.names[s.id] || s.id;
       const score = document.createElement("span");
       score.className = "score";
-      score.textContent = s.score == null ? "" : Number(s.score).toFixed(3);
+      score.textContent = scoreText(s);
       li.append(badge, name, score);
       li.onclick = () => openIndex(i);
       ul.appendChild(li);
     });
     $("progress").textContent = `${done} of ${S.samples.length} done`;
+    $("list-prefix").textContent = S.prefix;
+    $("list-prefix").title = S.prefix ? "every sample name starts with " + S.prefix : "";
+  }
+  function renderInfo(source) {
+    if (!S.sample) return;
+    const s = S.sample;
+    if (source) S.source = source;
+    $("revision").textContent = `revision ${S.revision}`;
+    $("revision").title = `label from ${S.source}; the number of saves of this sample's label`;
+    $("sample-info").textContent = `${S.names[s.id] || s.id} · ${s.date} · window ${s.window.join(",")} · ${S.w}×${S.h}` +
+      ` · label from ${S.source}`;
+    $("sample-info").title = `${s.product_id}\n${s.id}`;
   }
 
   // ---------- opening a sample ----------
@@ -155,15 +283,32 @@
     S.src = {};
     const layers = meta.data.layers;
     for (const c of ["base", "labelcanvas", "selcanvas"]) { $(c).width = S.w; $(c).height = S.h; }
-    for (const name of ["truecolor", "falsecolor"]) {
-      if (!layers.includes(name)) continue;
-      const img = await loadImage(`/api/samples/${enc(id)}/layers/${name}.png?r=${Date.now()}`);
+    const readPixels = async (layer, w, h) => {
+      const img = await loadImage(`/api/samples/${enc(id)}/layers/${layer}.png?r=${Date.now()}`);
       const cv = document.createElement("canvas");
-      cv.width = S.w; cv.height = S.h;
+      cv.width = w; cv.height = h;
       const ctx = cv.getContext("2d");
       ctx.drawImage(img, 0, 0);
-      S.src[name] = ctx.getImageData(0, 0, S.w, S.h).data;
+      return ctx.getImageData(0, 0, w, h).data;
+    };
+    for (const name of ["truecolor", "falsecolor"]) {
+      if (layers.includes(name)) S.src[name] = await readPixels(name, S.w, S.h);
     }
+    // The context: where the sample sits in it, and its colour composites.
+    const c = S.sample.context;
+    S.ctx = c ? { x: c[0] - S.sample.window[0], y: c[1] - S.sample.window[1], w: c[2], h: c[3] } : null;
+    S.ctxsrc = {};
+    if (S.ctx) {
+      for (const name of ["truecolor", "falsecolor"]) {
+        if (layers.includes("context_" + name)) S.ctxsrc[name] = await readPixels("context_" + name, S.ctx.w, S.ctx.h);
+      }
+      if (!Object.keys(S.ctxsrc).length) S.ctx = null;
+    }
+    const cc = $("ctxcanvas");
+    cc.width = S.ctx ? S.ctx.w : 1; cc.height = S.ctx ? S.ctx.h : 1;
+    cc.style.left = (S.ctx ? S.ctx.x : 0) + "px";
+    cc.style.top = (S.ctx ? S.ctx.y : 0) + "px";
+    $("show-context").disabled = !S.ctx;
     for (const name of ["auto_label", "prediction", "uncertainty"]) {
       const img = $("ov-" + name);
       img.width = S.w; img.height = S.h;
@@ -179,7 +324,7 @@
     applyOverlays();
     fit();
     renderList();
-    $("sample-info").textContent = `${S.sample.product_id} · ${S.sample.date} · window ${S.sample.window.join(",")} · ${S.w}×${S.h} · label from ${lab.data.source} · revision ${S.revision}`;
+    renderInfo(lab.data.source);
     setSaveState(lab.data.source === "hand" ? "saved" : "not saved yet", lab.data.source === "hand" ? "saved" : "");
     checkBackup(lab.data.revision);
     S.loaded = true;
@@ -227,17 +372,20 @@
     for (let v = 0; v < 256; v++) t[v] = 255 * Math.pow(Math.min(1, (br * v) / 255), 1 / g);
     return t;
   }
-  function renderBase() {
-    const src = S.src[S.base];
-    const ctx = $("base").getContext("2d");
-    if (!src) { ctx.clearRect(0, 0, S.w, S.h); return; }
-    const t = lut();
-    const img = ctx.createImageData(S.w, S.h);
+  function paint(canvas, src, w, h, t) {
+    const ctx = canvas.getContext("2d");
+    if (!src) { ctx.clearRect(0, 0, w, h); return; }
+    const img = ctx.createImageData(w, h);
     const d = img.data;
     for (let i = 0; i < d.length; i += 4) {
       d[i] = t[src[i]]; d[i + 1] = t[src[i + 1]]; d[i + 2] = t[src[i + 2]]; d[i + 3] = 255;
     }
     ctx.putImageData(img, 0, 0);
+  }
+  function renderBase() {
+    const t = lut();
+    paint($("base"), S.src[S.base], S.w, S.h, t);
+    if (S.ctx) paint($("ctxcanvas"), S.ctxsrc[S.base] || S.ctxsrc.truecolor || S.ctxsrc.falsecolor, S.ctx.w, S.ctx.h, t);
   }
   function renderLabel() {
     const ctx = $("labelcanvas").getContext("2d");
@@ -285,6 +433,9 @@
       img.style.opacity = $("op-" + name).value;
     }
     $("labelcanvas").style.opacity = $("show-label").checked ? $("op-label").value : 0;
+    const cc = $("ctxcanvas");
+    cc.style.display = S.ctx && $("show-context").checked ? "block" : "none";
+    cc.style.filter = `brightness(${$("op-context").value})`;
   }
 
   // ---------- view: zoom and pan ----------
@@ -293,10 +444,21 @@
     $("stage").style.transform = `translate(${v.tx}px, ${v.ty}px) scale(${v.s})`;
     $("stage").style.width = S.w + "px";
     $("stage").style.height = S.h + "px";
+    // The editable area's frame, in screen pixels (a border inside the scaled stage would scale too).
+    const f = $("frame");
+    f.style.left = v.tx - 1 + "px";
+    f.style.top = v.ty - 1 + "px";
+    f.style.width = S.w * v.s + 2 + "px";
+    f.style.height = S.h * v.s + 2 + "px";
   }
+  // Fit: the sample as large as it goes while a band of its context stays visible around it (the
+  // sample takes about 70 % of the viewport's shorter side, or all of the context fits if that is larger).
   function fit() {
     const r = $("viewport").getBoundingClientRect();
-    const s = Math.max(0.05, Math.min(r.width / S.w, r.height / S.h) * 0.98);
+    const sample = Math.min(r.width / S.w, r.height / S.h);
+    let s = sample * 0.98;
+    if (S.ctx && $("show-context").checked) s = Math.max(Math.min(r.width / S.ctx.w, r.height / S.ctx.h) * 0.98, sample * 0.7);
+    s = Math.max(0.05, s);
     S.view = { s, tx: (r.width - S.w * s) / 2, ty: (r.height - S.h * s) / 2 };
     applyView();
   }
@@ -444,6 +606,9 @@
         if (i >= 0) S.samples[i] = r.data.sample;
         if (sameBytes(label, S.label)) { S.dirty = false; clearBackup(id); setSaveState(`saved (revision ${S.revision})`, "saved"); }
         else { writeBackup(); }
+        const j = S.manifest.findIndex((s) => s.id === id);
+        if (j >= 0) S.manifest[j] = r.data.sample;
+        renderInfo("hand");
         renderList();
         return true;
       }
@@ -558,6 +723,7 @@
       else if (k === "g") fillSelection();
       else if (k === "r") relabel();
       else if (k === "t") setBase(S.base === "truecolor" ? "falsecolor" : "truecolor");
+      else if (k === "c") { $("show-context").checked = !$("show-context").checked; applyOverlays(); }
       else if (k === "." || k === "PageDown") openIndex(S.index + 1);
       else if (k === "," || k === "PageUp") openIndex(S.index - 1);
       else if (k === "+" || k === "=") { const r = $("viewport").getBoundingClientRect(); zoomAt(r.width / 2, r.height / 2, 1.25); }
@@ -571,10 +737,11 @@
     for (const r of document.querySelectorAll("input[name=base]")) r.onchange = () => setBase(r.value);
     $("brightness").oninput = renderBase;
     $("gamma").oninput = renderBase;
-    for (const name of ["label", "auto_label", "prediction", "uncertainty"]) {
+    for (const name of ["label", "auto_label", "prediction", "uncertainty", "context"]) {
       $("show-" + name).onchange = applyOverlays;
       $("op-" + name).oninput = applyOverlays;
     }
+    $("sort").onchange = () => setSort($("sort").value);
     $("undo").onclick = undo;
     $("redo").onclick = redo;
     $("save").onclick = () => save("done");
@@ -635,6 +802,10 @@
     $("relabel-to").value = "1";
     setClass(1);
     setupInput();
+    let sort = params.get("sort");
+    try { sort = sort || localStorage.getItem("nimbus-label-sort"); } catch (e) { /* private mode */ }
+    if (sort && [...$("sort").options].some((o) => o.value === sort)) S.sort = sort;
+    $("sort").value = S.sort;
     await loadList();
     if (!S.samples.length) { message("this samples folder holds no samples"); return; }
     const m = /sample=([^&]+)/.exec(location.hash);
