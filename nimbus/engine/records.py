@@ -118,13 +118,13 @@ class RunReport:
         self.run = run or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         self.counts: dict[str, int] = {"done": 0, "skipped": 0, "failed": 0}
         self._f: IO[str] | None = None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")
 
     def add(self, record: ProductRecord) -> None:
         """Count a record and append it to the file."""
         self.counts[record.status] = self.counts.get(record.status, 0) + 1
+        if self.path is not None and self._f is None:  # made with the first record: a run that never started leaves no file
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a", encoding="utf-8")
         if self._f is not None:
             data = json.loads(record.to_json())
             data["run"] = self.run
