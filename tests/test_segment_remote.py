@@ -97,3 +97,27 @@ def test_segment_item_url_with_aux_auto(served, tmp_path: Path) -> None:
     proc = _run(["segment", url, "--aux", "auto", "--model", str(model), "--out", str(tmp_path / "again")], env)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert not srv.requests("/copdem/") and not srv.requests("/hansen/")
+
+
+def test_dask_retries_a_transient_failure_and_not_a_404(served, tmp_path: Path) -> None:
+    """On Dask, a product whose read fails with a 5xx is tried again (--retries) and completes; a
+    404 is a failed record at once, never retried."""
+    pytest.importorskip("distributed")
+    from nimbus.engine.records import read_report
+
+    srv, url = served
+    env = dict(os.environ, GDAL_HTTP_MAX_RETRY="0", GDAL_HTTP_RETRY_DELAY="0.05", AWS_S3_ENDPOINT="127.0.0.1:9", AWS_HTTPS="NO")
+    srv.reset_log()
+    srv.fault(ITEM, "500", times=1)  # no retry inside the process: only Dask can save the product
+    out = tmp_path / "o"
+    proc = _run(["segment", url, "--model", "rules", "--out", str(out), "--workers", "1", "--retries", "2", "--nostac_item"], env)
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = read_report(out / "nimbus-segment-report.jsonl")
+    assert rec["status"] == "done" and is_valid(Path(rec["outputs"]["classes"]))
+    item_requests = [r.status for r in srv.log if r.path.endswith(ITEM)]
+    assert item_requests[:2] == [500, 200], item_requests
+    srv.reset_log()
+    missing = url.replace(ITEM, "missing.json")
+    proc = _run(["segment", missing, "--model", "rules", "--out", str(tmp_path / "o2"), "--workers", "1", "--retries", "2"], env)
+    assert proc.returncode == 1 and "404" in proc.stderr
+    assert [r.status for r in srv.log if r.path.endswith("missing.json")] == [404]
