@@ -137,3 +137,22 @@ def test_bad_filters_are_usage_errors(tmp_path: Path) -> None:
         search_items(cloud_cover=120, catalog=str(tmp_path))
     with pytest.raises(UsageError, match="--catalog"):
         search_items(catalog=str(tmp_path / "nope.json"))
+
+
+def test_segment_takes_search_options_directly(api, tmp_path: Path) -> None:
+    """`nimbus segment --bbox --datetime --catalog` segments what the search finds (one item here)."""
+    pytest.importorskip("pystac_client")
+    from nimbus.cli import NimbusCLI
+    from nimbus.validate import is_valid
+
+    srv, _ = api
+    out = tmp_path / "maps"
+    text = NimbusCLI().segment(bbox=BBOX, datetime="2020-02-19", collection="sentinel-2-l2a", catalog=srv.url + "/",
+                               out=str(out), stac_item=False)  # fmt: skip
+    (classes,) = sorted(out.glob("*_classes.tif"))
+    assert "S2A_29RKH_20200219" in classes.name and is_valid(classes) and str(classes) in text
+    assert (out / "nimbus-search-items.json").is_file()  # what was searched is kept beside the maps
+    from nimbus.errors import UsageError
+
+    with pytest.raises(UsageError, match="found no item"):
+        NimbusCLI().segment(bbox=BBOX, datetime="2020-02-19", collection="landsat-c2-l2", catalog=srv.url + "/", out=str(out))
