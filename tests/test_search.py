@@ -150,7 +150,7 @@ def test_segment_takes_search_options_directly(api, tmp_path: Path) -> None:
     text = NimbusCLI().segment(bbox=BBOX, datetime="2020-02-19", collection="sentinel-2-l2a", catalog=srv.url + "/",
                                out=str(out), stac_item=False)  # fmt: skip
     (classes,) = sorted(out.glob("*_classes.tif"))
-    assert "S2A_29RKH_20200219" in classes.name and is_valid(classes) and str(classes) in text
+    assert "T29RKH_20200219" in classes.name and is_valid(classes) and str(classes) in text
     assert (out / "nimbus-search-items.json").is_file()  # what was searched is kept beside the maps
     from nimbus.errors import UsageError
 
