@@ -704,7 +704,7 @@ class NimbusCLI:
         """
         from functools import partial
 
-        from nimbus.engine.many import absolute_ref
+        from nimbus.engine.worker import absolute_ref
         from nimbus.engine.tasks import arrays_task
 
         paths = [absolute_ref(p) for p in _products(products)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nimbus.engine import SegmentConfig, read_report, segment_many
-from nimbus.engine.many import absolute_ref, segmenter_for
+from nimbus.engine.worker import absolute_ref, segmenter_for
 
 
 @pytest.fixture(scope="module")

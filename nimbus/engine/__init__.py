@@ -9,7 +9,8 @@
 """
 
 from nimbus.engine.config import SegmentConfig
-from nimbus.engine.many import segment_many, segment_one
+from nimbus.engine.many import segment_many
 from nimbus.engine.records import ProductRecord, RunReport, read_report
+from nimbus.engine.worker import segment_one
 
 __all__ = ["ProductRecord", "RunReport", "SegmentConfig", "read_report", "segment_many", "segment_one"]

@@ -2,11 +2,11 @@
 
 :func:`connect` gives a ``distributed.Client``: to an existing scheduler (an address, a scheduler
 file, or ``DASK_SCHEDULER_ADDRESS``) or to a :class:`distributed.LocalCluster` of N worker
-processes bound to 127.0.0.1. :func:`map_products` runs :func:`nimbus.engine.many.segment_one` once
+processes bound to 127.0.0.1. :func:`map_products` runs :func:`nimbus.engine.worker.segment_one` once
 per product and :func:`map_items` does the same for any batch command (``extract``, ``arrays``,
 ``labels``):
 
-* each worker process loads the model once (:func:`nimbus.engine.many.segmenter_for` caches it per
+* each worker process loads the model once (:func:`nimbus.engine.worker.segmenter_for` caches it per
   process), with onnxruntime's threads capped so that workers x threads never exceed the host's
   cores (onnxruntime ignores ``OMP_NUM_THREADS`` and would start one thread per core in every
   worker);
@@ -131,7 +131,7 @@ def _segment_task(product: str, model: str, config: SegmentConfig, out: str, per
     """Runs on a worker: one product, threads capped for this host (transient failures raise: Dask retries)."""
     from distributed import get_worker
 
-    from nimbus.engine.many import segment_one
+    from nimbus.engine.worker import segment_one
 
     worker = get_worker()
     host = worker.address.split("://")[-1].rsplit(":", 1)[0]
@@ -225,7 +225,7 @@ def map_products(
         retries: retries of a product whose failure looks transient.
         progress: a progress bar over products.
     """
-    from nimbus.engine.many import absolute_ref
+    from nimbus.engine.worker import absolute_ref
 
     if not hasattr(client, "submit"):
         raise NimbusError("map_products needs a distributed.Client")
