@@ -145,7 +145,7 @@ def collect_records(
         records: the records (in any order: a cluster yields them as products complete).
         total: how many are expected (for the ``[i/n]`` counter).
         what: the word for an item in messages.
-        debug: kept for symmetry with :func:`run_batch` (a record carries no traceback).
+        debug: print each failure's traceback (carried by the record, also from a Dask worker).
         log: where progress and failures are printed (default: standard error).
 
     Returns:
@@ -156,6 +156,8 @@ def collect_records(
     for i, rec in enumerate(records, 1):
         line = rec.outputs.get("line") if rec.status != "failed" and "line" in rec.outputs else rec.line()
         if rec.status == "failed":
+            if debug and getattr(rec, "traceback", None):
+                print(rec.traceback, file=out, end="", flush=True)
             print(f"nimbus: error: {rec.product}: {line}", file=out, flush=True)
         elif total > 1:
             print(f"[{i}/{total}] {rec.product}: {rec.status}", file=out, flush=True)

@@ -108,6 +108,16 @@ def _complete(paths: list[Path]) -> bool:
     return all(is_valid(p) for p in paths)
 
 
+def _stac_available(classes: Path) -> bool:
+    """Whether pystac (the ``[stac]`` extra) is installed; warns (naming the map) when it is not."""
+    import importlib.util
+
+    if importlib.util.find_spec("pystac") is not None:
+        return True
+    warnings.warn(f'no STAC Item beside {classes}: pip install "nimbus-s2[stac]" for items', NimbusWarning, stacklevel=3)
+    return False
+
+
 def _cuda_blender(k: int, width: int, class_values: tuple[int, ...]) -> Any:  # pragma: no cover - GPU path
     from nimbus.blend_cuda import CudaBlender
 
@@ -450,7 +460,7 @@ class Segmenter:
             result.uncertainty = paths["uncertainty"]
         if quicklook:
             result.quicklook = paths["quicklook"]
-        if cfg.stac_item:
+        if cfg.stac_item and _stac_available(result.classes):
             result.item = paths["item"]
         wanted = list(result.outputs.values())
         if not overwrite and _complete(wanted):
@@ -479,10 +489,14 @@ class Segmenter:
             def reader(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
                 return assemble(product, self.spec.channels, res_i, Window(col0, row0 + r0, w, r1 - r0), aux_dir)
 
-            def add_quicklook(group: Any, classes_tmp: Path) -> None:
-                from nimbus.quicklook import write_quicklook
+            def before_commit(group: Any, classes_tmp: Path) -> None:
+                """Outputs derived from the written maps join the group: committed with them or not at all."""
+                if quicklook:
+                    from nimbus.quicklook import write_quicklook
 
-                write_quicklook(product, classes_tmp, group.path(paths["quicklook"]), self.spec, region=region)
+                    write_quicklook(product, classes_tmp, group.path(paths["quicklook"]), self.spec, region=region)
+                if result.item is not None:
+                    self._write_item(result, product, group)
 
             with SegmentationWriter(
                 paths["classes"],
@@ -494,7 +508,7 @@ class Segmenter:
                 probabilities=probabilities,
                 probabilities_path=result.probabilities,
                 uncertainty_path=result.uncertainty,
-                before_commit=add_quicklook if quicklook else None,
+                before_commit=before_commit if (quicklook or result.item is not None) else None,
             ) as writer:
                 stats = self._run(
                     h, w, reader, writer.write_rows, want_probs=bool(probabilities), want_entropy=bool(uncertainty),
@@ -502,8 +516,6 @@ class Segmenter:
                 )  # fmt: skip
                 t = time.perf_counter()
             stats["write"] += time.perf_counter() - t  # COG conversion, overviews, validation
-            if result.item is not None:
-                self._write_item(result, product)
         if stats["windows"] == 0:
             warnings.warn(
                 f"{getattr(product, 'path', product.product_id)}: no valid pixel in any model input; the class map is all no data (255)",
@@ -516,15 +528,9 @@ class Segmenter:
         result.seconds = {k: float(v) for k, v in stats.items()}
         return result
 
-    def _write_item(self, result: SegmentResult, product: Any) -> None:
-        """Write the STAC Item of committed outputs (pystac missing: a warning, the maps stay)."""
-        import importlib.util
-
-        if importlib.util.find_spec("pystac") is None:
-            warnings.warn(f'no STAC Item beside {result.classes}: pip install "nimbus-s2[stac]" for items', NimbusWarning, stacklevel=3)
-            result.item = None
-            return
+    def _write_item(self, result: SegmentResult, product: Any, group: Any) -> None:
+        """Add the STAC Item of the outputs to their commit group (read from the temporaries)."""
         from nimbus.stacitem import write_classmap_item
 
         files = {k: v for k, v in result.outputs.items() if k != "item"}
-        result.item = write_classmap_item(files, product, self.spec)
+        write_classmap_item(files, product, self.spec, group=group)

@@ -114,6 +114,7 @@ def classmap_item(
     spec: Any,
     assets: Mapping[str, str | os.PathLike[str] | None] | None = None,
     source_href: str | None = None,
+    read_from: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Any:
     """The STAC Item of one class map.
 
@@ -123,6 +124,9 @@ def classmap_item(
         spec: the model's :class:`nimbus.modelspec.ModelSpec` (classes, name, version).
         assets: other outputs by role name (``probabilities``, ``uncertainty``, ``quicklook``); None values are skipped.
         source_href: the source product's STAC item (default: :func:`source_item_href` of ``product``).
+        read_from: where to read each output by role, when it is not yet under its final name
+            (the temporaries of a commit group): hrefs name the final files, sizes and checksums
+            come from these.
 
     Returns:
         A ``pystac.Item`` (self href not set; asset hrefs relative to the class map's folder).
@@ -141,8 +145,9 @@ def classmap_item(
     import nimbus
 
     classes_path = Path(classes_path)
+    sources = {k: Path(v) for k, v in (read_from or {}).items()}
     try:
-        with rasterio.open(classes_path) as ds:
+        with rasterio.open(sources.get("classes", classes_path)) as ds:
             geom, bbox = _footprint(ds)
             epsg = ds.crs.to_epsg()
             shape = [ds.height, ds.width]
@@ -188,8 +193,9 @@ def classmap_item(
         asset = pystac.Asset(href=f"./{path.name}", media_type=_MEDIA.get(path.suffix.lower()), roles=_ROLES.get(key, ["data"]))
         item.add_asset(key, asset)
         fext = FileExtension.ext(asset, add_if_missing=True)
-        fext.size = path.stat().st_size
-        fext.checksum = file_checksum(path)
+        data = sources.get(key, path)
+        fext.size = data.stat().st_size
+        fext.checksum = file_checksum(data)
         return asset
 
     main = add("classes", classes_path)
@@ -217,29 +223,41 @@ def classmap_item(
 
 
 def write_classmap_item(
-    paths: Mapping[str, str | os.PathLike[str] | None], product: Any, spec: Any, source_href: str | None = None
+    paths: Mapping[str, str | os.PathLike[str] | None],
+    product: Any,
+    spec: Any,
+    source_href: str | None = None,
+    group: Any = None,
 ) -> Path:
     """Write ``<stem>_item.json`` beside the class map, atomically (validated JSON).
 
     Args:
-        paths: the outputs by role: ``classes`` (required), ``probabilities``, ``uncertainty``, ``quicklook``.
+        paths: the outputs by role (final paths): ``classes`` (required), ``probabilities``,
+            ``uncertainty``, ``quicklook``.
         product: the segmented product.
         spec: the model's spec.
         source_href: the source item's href (default: taken from the product when it came from a STAC item).
+        group: an :class:`nimbus.atomic.AtomicGroup` not yet committed that holds the outputs under
+            temporary names: the item is read from those and joins the group (committed with the
+            maps, or not at all).
 
     Returns:
-        The item file.
+        The item file (its final path).
     """
     from nimbus.atomic import atomic_path
 
     if not paths.get("classes"):
         raise UsageError("write_classmap_item: paths needs the 'classes' output")
     classes = Path(paths["classes"])  # type: ignore[arg-type]
-    item = classmap_item(classes, product, spec, {k: v for k, v in paths.items() if k != "classes"}, source_href)
+    read_from = {k: group.temporary(v) for k, v in paths.items() if v is not None} if group is not None else None
+    item = classmap_item(classes, product, spec, {k: v for k, v in paths.items() if k != "classes"}, source_href, read_from)
     out = item_path(classes)
-    data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    text = json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=1)
+    if group is not None:
+        group.path(out).write_text(text, encoding="utf-8")
+        return out
     with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return out
 
 

@@ -152,8 +152,8 @@ def test_broken_product_is_reported_not_retried(cluster: Cluster, products: list
     assert len(_maps(tmp_path / "o")) == 2
     with Client(scheduler_file=str(cluster.file)) as c:  # the scheduler ran the broken product's task once
         log = c.run_on_scheduler(lambda dask_scheduler: [str(t[0]) for t in dask_scheduler.transition_log if t[2] == "processing"])
-    starts = [k for k in log if "nimbus-segment-" + broken.name[:60] in k]
-    assert len(starts) == 1, starts
+    starts = [k for k in log if "nimbus-segment-" + broken.name[:60] in k]  # earlier tests ran the same name
+    assert starts and all(starts.count(k) == 1 for k in starts), starts  # no task of that name ran twice
 
 
 def test_killed_worker_product_completes_elsewhere(products: list[Path], tmp_path: Path) -> None:

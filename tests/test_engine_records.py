@@ -55,3 +55,16 @@ def test_report_lines_arrive_one_by_one_and_survive_a_cut_line(tmp_path) -> None
     assert rep.counts == {"done": 1, "skipped": 0, "failed": 1}
     assert json.loads(ProductRecord("x", "skipped").to_json())["status"] == "skipped"
     assert "--overwrite" in ProductRecord("x", "skipped", outputs={"classes": "m.tif"}).line()
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_not_a_crash(tmp_path) -> None:
+    from nimbus.errors import NimbusWarning
+
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "report.jsonl").mkdir()  # a folder where the file should be: open() fails
+    rep = RunReport(tmp_path / "ro" / "report.jsonl")
+    with pytest.warns(NimbusWarning, match="report.jsonl cannot be written"):
+        rep.add(ProductRecord("a.SAFE", "done"))
+    rep.add(ProductRecord("b.SAFE", "done"))  # warned once, still counted
+    rep.close()
+    assert rep.counts["done"] == 2

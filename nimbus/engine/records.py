@@ -73,6 +73,7 @@ class ProductRecord:
         windows: windows run through the model.
         worker: where it ran (``host:pid``, or a Dask worker address).
         finished: UNIX time the record was made.
+        traceback: the failure's full traceback down to its root cause (``--debug`` prints it).
     """
 
     product: str
@@ -85,11 +86,15 @@ class ProductRecord:
     windows: int = 0
     worker: str = ""
     finished: float = field(default_factory=time.time)
+    traceback: str | None = None
 
     @classmethod
     def failure(cls, product: str, exc: BaseException, seconds: float = 0.0, worker: str = "") -> ProductRecord:
         """The record of a product whose work raised ``exc``."""
-        return cls(str(product), "failed", seconds, error=explain(exc), transient=is_transient(exc), worker=worker)
+        import traceback
+
+        tb = "".join(traceback.format_exception(exc))
+        return cls(str(product), "failed", seconds, error=explain(exc), transient=is_transient(exc), worker=worker, traceback=tb)
 
     def line(self) -> str:
         """One human line: the class map and counts, the skip, or the error."""
@@ -118,24 +123,41 @@ class RunReport:
         self.run = run or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         self.counts: dict[str, int] = {"done": 0, "skipped": 0, "failed": 0}
         self._f: IO[str] | None = None
+        self.broken = False
 
     def add(self, record: ProductRecord) -> None:
-        """Count a record and append it to the file."""
+        """Count a record and append it to the file.
+
+        A report that cannot be written (a full disk, a read-only folder) is a warning naming the
+        file, once; the run goes on and its results are still printed.
+        """
         self.counts[record.status] = self.counts.get(record.status, 0) + 1
-        if self.path is not None and self._f is None:  # made with the first record: a run that never started leaves no file
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")
-        if self._f is not None:
-            data = json.loads(record.to_json())
-            data["run"] = self.run
+        if self.path is None or self.broken:
+            return
+        data = json.loads(record.to_json())
+        data["run"] = self.run
+        try:
+            if self._f is None:  # made with the first record: a run that never started leaves no file
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(self.path, "a", encoding="utf-8")
             self._f.write(json.dumps(data, sort_keys=True) + "\n")
             self._f.flush()
             os.fsync(self._f.fileno())
+        except OSError as exc:
+            import warnings
+
+            from nimbus.errors import NimbusWarning
+
+            self.broken = True
+            warnings.warn(f"run report {self.path} cannot be written ({exc}); the results are still printed", NimbusWarning, stacklevel=2)
 
     def close(self) -> None:
         """Close the file."""
         if self._f is not None:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:  # the buffer could not be flushed: already reported by add()
+                pass
             self._f = None
 
     def __enter__(self) -> RunReport:
