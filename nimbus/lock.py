@@ -78,6 +78,7 @@ class OutputLock:
         self.on_wait = on_wait
         self.held = False
         self.waited = False
+        self.took_over = False
 
     def _stale(self) -> bool:
         owner = lock_owner(self.path)
@@ -102,6 +103,7 @@ class OutputLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 if self._stale():
+                    self.took_over = True  # a dead owner: whatever it left half-written is ours to clear
                     try:  # whoever removes it first wins the next O_EXCL round
                         os.unlink(self.path)
                     except FileNotFoundError:

@@ -478,10 +478,11 @@ class Segmenter:
             if lock.waited and not overwrite and _complete(wanted):  # the other process did the work
                 result.skipped = True
                 return result
-            from nimbus.qgis import pam_path, qml_path
+            if lock.took_over:  # a killed run left its lock, and maybe temporaries (we hold the lock: nobody writes them)
+                from nimbus.qgis import pam_path, qml_path
 
-            for p in [*paths.values(), qml_path(paths["classes"]), pam_path(paths["classes"])]:
-                remove_stale_temporaries(p)  # what a killed run left behind (we hold the lock: nobody writes them)
+                for p in [*paths.values(), qml_path(paths["classes"]), pam_path(paths["classes"])]:
+                    remove_stale_temporaries(p)  # one folder scan per output, only after a takeover
             t0 = time.perf_counter()
             aux_dir = self.aux_for(product)
             self._warn_aux_coverage(product, aux_dir)

@@ -293,3 +293,26 @@ def test_segment_and_arrays_on_a_full_tmpfs(small_fs: Path, model: Path, product
     res = _cli("arrays", products[0], arrays, "--res", 10)
     assert res.returncode == 0, res.stderr
     validate_path(_finals(arrays)[0])
+
+
+def test_a_killed_run_leaves_its_lock_and_the_next_run_clears_its_temporaries(tmp_path: Path, model: Path, big_product: Path) -> None:
+    """SIGKILL (no cleanup possible) mid-write: the next run takes the dead process's lock over,
+    removes its temporaries and writes complete outputs."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "nimbus", "segment", str(big_product), "--model", str(model), "--out", str(out), "--probabilities"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and [p for p in out.glob(".*") if not p.name.endswith(".lock")]:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = sorted(p.name for p in out.glob(".*"))
+    if not any(n.endswith(".lock") for n in left):
+        pytest.skip("the run finished before it could be killed")
+    assert _finals(out) == [] or all(is_valid(p) for p in _finals(out))
+    again = _cli("segment", big_product, "--model", model, "--out", out, "--probabilities")
+    assert again.returncode == 0, again.stderr
+    assert not [p.name for p in out.glob(".*")], "the dead run's lock and temporaries are gone"
+    assert _finals(out) and all(is_valid(p) for p in _finals(out))
