@@ -3,7 +3,10 @@
 Two processes that segment the same product into the same folder would both do the whole work and
 race on the renames. :class:`OutputLock` makes the second one wait (or give up) while the first
 works; afterwards it finds the outputs complete and skips them. A lock whose owner process no
-longer runs on this host (killed, machine rebooted) is stale and taken over.
+longer runs on this host (killed, machine rebooted) is stale and taken over. The owner refreshes
+the lock file's time every ``heartbeat`` seconds while it holds it, so a lock of another host (a
+cluster node that vanished, where no pid can be checked) is stale once it has not been refreshed
+for ``stale_after`` seconds.
 
 Example:
     >>> with OutputLock("maps/S2A_..._classes.tif"):          # doctest: +SKIP
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +66,8 @@ class OutputLock:
         wait: seconds to wait for another process (None: as long as it lives; 0: do not wait).
         poll: seconds between two looks at a busy lock.
         on_wait: called once as ``on_wait(owner)`` when the lock is busy and waiting starts.
+        heartbeat: seconds between two refreshes of the lock file's time while it is held.
+        stale_after: a lock of another host not refreshed for this long is stale.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class OutputLock:
         wait: float | None = None,
         poll: float = 0.2,
         on_wait: Callable[[dict], None] | None = None,
+        heartbeat: float = 30.0,
+        stale_after: float = 180.0,
     ) -> None:
         output = Path(output)
         self.path = output.parent / f".{output.name}.lock"
@@ -79,6 +87,10 @@ class OutputLock:
         self.held = False
         self.waited = False
         self.took_over = False
+        self.heartbeat = float(heartbeat)
+        self.stale_after = float(stale_after)
+        self._beat: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def _stale(self) -> bool:
         owner = lock_owner(self.path)
@@ -87,7 +99,19 @@ class OutputLock:
                 return time.time() - self.path.stat().st_mtime > 10.0
             except FileNotFoundError:
                 return True
-        return owner.get("host") == socket.gethostname() and not _alive(int(owner["pid"]))
+        if owner.get("host") == socket.gethostname():
+            return not _alive(int(owner["pid"]))
+        try:  # another host: its pid means nothing here, but a live owner keeps the file fresh
+            return time.time() - self.path.stat().st_mtime > self.stale_after
+        except FileNotFoundError:
+            return True
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                os.utime(self.path)
+            except OSError:  # removed under us (taken over as stale): nothing to refresh
+                return
 
     def acquire(self) -> OutputLock:
         """Take the lock, waiting for a live owner, taking over a stale one.
@@ -121,12 +145,19 @@ class OutputLock:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(me)
             self.held = True
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._refresh, name="nimbus-lock-heartbeat", daemon=True)
+            self._beat.start()
             return self
 
     def release(self) -> None:
         """Remove the lock file (only when this object holds it)."""
         if self.held:
             self.held = False
+            self._stop.set()
+            if self._beat is not None:
+                self._beat.join()
+                self._beat = None
             try:
                 os.unlink(self.path)
             except FileNotFoundError:

@@ -81,3 +81,29 @@ def test_lock_of_a_killed_unreaped_process_is_taken_over(tmp_path) -> None:
             assert lock.held and not lock.waited
     finally:
         child.wait()
+
+
+def test_lock_of_another_host_is_stale_only_when_not_refreshed(tmp_path: Path) -> None:
+    """A cluster node that vanished cannot be asked about its pid: its lock is stale once its
+    heartbeat stopped; a live owner elsewhere keeps it fresh."""
+    import json
+
+    out = tmp_path / "classes.tif"
+    lock_file = tmp_path / ".classes.tif.lock"
+    lock_file.write_text(json.dumps({"host": "node-that-vanished", "pid": 1, "since": 0}))
+    os.utime(lock_file, (time.time() - 10, time.time() - 10))
+    with pytest.raises(LockBusyError):  # refreshed 10 s ago: a live owner, we wait
+        OutputLock(out, wait=0.3, stale_after=60.0).acquire()
+    lock_file.write_text(json.dumps({"host": "node-that-vanished", "pid": 1, "since": 0}))
+    os.utime(lock_file, (time.time() - 600, time.time() - 600))
+    with OutputLock(out, wait=0.3, stale_after=60.0) as lock:
+        assert lock.held and lock.took_over
+
+
+def test_a_held_lock_is_kept_fresh(tmp_path: Path) -> None:
+    out = tmp_path / "classes.tif"
+    with OutputLock(out, heartbeat=0.05) as lock:
+        os.utime(lock.path, (time.time() - 100, time.time() - 100))
+        time.sleep(0.3)
+        assert time.time() - lock.path.stat().st_mtime < 5
+    assert not lock.path.exists()
