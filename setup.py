@@ -60,6 +60,7 @@ TRAIN = [
     "onnx>=1.15",
     "onnxscript>=0.1",
     "matplotlib>=3.7",
+    "scipy>=1.10",  # nimbus.composite (training data on real backgrounds)
 ]
 #: ``nimbus labels --s2cloudless``: the cloud detector and what it pulls (sentinelhub, lightgbm, opencv, scipy...).
 LABELS = ["s2cloudless>=1.7"]
