@@ -52,7 +52,7 @@ def _wait_workers(scheduler_file: Path, n: int, timeout: float = 90.0) -> None:
 class Cluster:
     """A real scheduler process and worker processes (no nanny: a killed worker stays dead)."""
 
-    def __init__(self, tmp: Path, workers: int = 2) -> None:
+    def __init__(self, tmp: Path, workers: int = 2, resources: dict[int, str] | None = None) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.file = tmp / "scheduler.json"
@@ -62,7 +62,8 @@ class Cluster:
                                   "--no-dashboard", "--scheduler-file", str(self.file)], tmp / "scheduler.log"))  # fmt: skip
         for i in range(workers):
             w = _start([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(self.file), "--host", "127.0.0.1",
-                        "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}"], tmp / f"worker{i}.log")  # fmt: skip
+                        "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}",
+                        *(["--resources", resources[i]] if resources and i in resources else [])], tmp / f"worker{i}.log")  # fmt: skip
             self.workers.append(w)
             self.procs.append(w)
         _wait_workers(self.file, workers)
@@ -229,3 +230,21 @@ def test_arrays_and_extract_on_a_local_cluster(products: list[Path], tmp_path: P
     (b1,) = (tmp_path / "a1").glob("*/bands.npy")
     (b2,) = (tmp_path / "a2").glob("*/bands.npy")
     assert b1.read_bytes() == b2.read_bytes()
+
+
+def test_products_go_to_workers_that_advertise_a_gpu(products: list[Path], tmp_path: Path) -> None:
+    """Workers advertising GPU=1 take every product (one at a time per GPU) when the run may use CUDA;
+    a CPU-only run uses every worker."""
+    from distributed import Client
+
+    c = Cluster(tmp_path / "c", workers=2, resources={0: "GPU=1"})
+    try:
+        with Client(scheduler_file=str(c.file)) as client:
+            gpu = [a for a, w in client.scheduler_info()["workers"].items() if w.get("resources", {}).get("GPU")]
+        assert len(gpu) == 1
+        r = _nimbus("segment", *map(str, products), "--model", RULES, "--out", str(tmp_path / "o"), "--nostac_item",
+                    "--provider", "auto", "--scheduler", str(c.file))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert {x["worker"] for x in read_report(tmp_path / "o" / "nimbus-segment-report.jsonl")} == set(gpu)
+    finally:
+        c.close()
