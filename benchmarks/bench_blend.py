@@ -11,7 +11,9 @@ Same input, same run, same settings: a (K, H, W) float32 array of positive value
 * kernel    the C++ blend alone (``nimbus.blend.accumulate`` + ``finalize``) on the same windows
   (the windows cut beforehand), i.e. what replaces MONAI's aggregation.
 
-Throughput is megapixels of the input per second (best of ``--repeat``). Results agree: the
+MONAI and ``Segmenter.predict`` run alternately (``--repeat`` times each, after one warm-up
+each), so a noisy phase of a shared machine hits both; min and median are printed. Throughput is
+megapixels of the input per second (best of ``--repeat``). Results agree: the
 blended probabilities of all three are compared (max abs difference printed).
 
 Usage:
@@ -22,8 +24,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +84,25 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             return sliding_window_inference(xt, args.window, args.batch, lambda t: t / t.sum(dim=1, keepdim=True), overlap=0.5, mode="gaussian")
 
-    t_monai, out_monai = best_of(run_monai, args.repeat)
-    p_monai = out_monai[0].numpy()
-
-    # Nimbus end to end (windows + onnxruntime + blend + class map)
+    # MONAI and Nimbus end to end (windows + onnxruntime + blend + class map), interleaved
     with tempfile.TemporaryDirectory() as tmp:
         model = _trivial_model(Path(tmp) / "trivial.onnx", k, args.window)
         seg = Segmenter(model, batch=args.batch, weights="gaussian", threads=args.threads, progress=False)
-        t_nimbus, out = best_of(lambda: seg.predict(x, valid=np.ones((n, n), bool), probabilities=True), args.repeat)
+        valid_all = np.ones((n, n), bool)
+        run_monai()  # warm-up both (thread pools, first-touch of buffers)
+        seg.predict(x, valid=valid_all, probabilities=True)
+        times_monai, times_nimbus = [], []
+        for _ in range(max(1, args.repeat)):
+            t = time.perf_counter()
+            out_monai = run_monai()
+            times_monai.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            out = seg.predict(x, valid=valid_all, probabilities=True)
+            times_nimbus.append(time.perf_counter() - t)
+    p_monai = out_monai[0].numpy()
     p_nimbus = out[1]
+    t_monai, t_nimbus = min(times_monai), min(times_nimbus)
+    med_monai, med_nimbus = statistics.median(times_monai), statistics.median(times_nimbus)
 
     # the C++ blend kernel alone, on windows cut beforehand
     lay = WindowLayout(n, n, args.window, 0.5)
@@ -113,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     t_copy, _ = best_of(tiles.copy, args.repeat)
     ref = x / x.sum(axis=0)
     print(f"input {k} x {n} x {n}, window {args.window}, overlap 0.5, gaussian, batch {args.batch}, {len(wins)} windows, "
-          f"threads {args.threads or 'all'}, best of {args.repeat}")
+          f"threads {args.threads or 'all'}, best of {args.repeat}, load average {os.getloadavg()[0]:.1f}")
+    print(f"MONAI vs Segmenter.predict, interleaved, {len(times_monai)} runs each: MONAI min {t_monai:.3f} / median {med_monai:.3f} s, "
+          f"nimbus min {t_nimbus:.3f} / median {med_nimbus:.3f} s -> {t_monai / t_nimbus:.2f}x (min), {med_monai / med_nimbus:.2f}x (median)")
     print(f"{'method':<34s}{'seconds':>9s}{'MPix/s':>10s}{'vs MONAI':>10s}{'max|p-ref|':>12s}")
     for name, t, p in (
         ("MONAI sliding_window_inference", t_monai, p_monai),

@@ -132,15 +132,16 @@ def run_segment(args: argparse.Namespace) -> dict:
 
     from nimbus.segmenter import Segmenter, gdal_cache
 
-    seg = Segmenter(args.model, provider=args.provider, threads=args.threads, batch=args.batch, overlap=args.overlap,
-                    aux_dir=args.aux, read_rows=args.read_rows or None, progress=False)
+    opts = {"batch": args.batch} if args.batch else {}
+    seg = Segmenter(args.model, provider=args.provider, threads=args.threads, overlap=args.overlap,
+                    aux_dir=args.aux, read_rows=args.read_rows or None, progress=False, **opts)
     t = time.perf_counter()
     res = seg.segment(args.product, out=args.out, overwrite=True)
     wall = time.perf_counter() - t
     rss_seg = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    chunk = seg.read_rows
+    chunk = seg.tiling.chunk
     t = time.perf_counter()
-    with gdal_cache(seg.gdal_cache_mb):
+    with gdal_cache(seg.config.gdal_cache_mb):
         for f in sorted(Path(args.product).glob("B*.tif")):
             with rasterio.open(f) as src:
                 step = max(1, chunk * src.width // args.size)
@@ -148,7 +149,8 @@ def run_segment(args: argparse.Namespace) -> dict:
                     src.read(1, window=Window(0, r0, src.width, min(step, src.height - r0)))
     decode = time.perf_counter() - t
     return {"wall": wall, "seconds": res.seconds, "decode": decode, "windows": res.windows, "peak_rss_mb": rss_seg,
-            "providers": seg.session.providers, "window": seg.spec.window, "overlap": seg.spec.overlap, "read_rows": chunk}
+            "providers": seg.session.providers, "window": seg.tiling.size, "overlap": seg.tiling.overlap, "read_rows": chunk,
+            "batch": seg.tiling.batch}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "nimbus-bench-tile")
     ap.add_argument("--encoder", default="resnet34")
     ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--overlap", type=float, default=0.5)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--overlap", type=float, default=None, help="window overlap (default: the model's; 0.5 for the U-Net)")
+    ap.add_argument("--batch", type=int, default=0, help="windows per inference call (0: the segmenter's default, as nimbus segment)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--read-rows", type=int, default=0, help="rows read per chunk (0 = the window step)")
     ap.add_argument("--provider", default="auto")
@@ -180,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     product, aux = prepare(args.workdir, args.size, height)
     print(f"input ready in {time.perf_counter() - t:.0f} s: {product}", file=sys.stderr)
-    model = args.onnx or export_model(args.workdir, args.encoder, args.window, args.overlap)
+    model = args.onnx or export_model(args.workdir, args.encoder, args.window, 0.5 if args.overlap is None else args.overlap)
     cmd = [sys.executable, __file__, "--_segment", "--size", str(args.size), "--model", str(model), "--product", str(product),
-           "--aux", str(aux), "--out", str(args.workdir / "out"), "--overlap", str(args.overlap), "--batch", str(args.batch),
+           "--aux", str(aux), "--out", str(args.workdir / "out"), "--batch", str(args.batch),
            "--threads", str(args.threads), "--read-rows", str(args.read_rows), "--provider", args.provider]
+    if args.overlap is not None:
+        cmd += ["--overlap", str(args.overlap)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode:
         print(run.stdout, run.stderr, file=sys.stderr)
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     s = r["seconds"]
     scale = 10980 * 10980 / (args.size * height)
     print(f"tile {height} x {args.size} at 10 m, 13 bands + 2 aux (COG), model {Path(model).name}, window {r['window']}, "
-          f"overlap {r['overlap']}, batch {args.batch}, read chunk {r['read_rows']} rows, providers {r['providers']}")
+          f"overlap {r['overlap']}, batch {r['batch']}, read chunk {r['read_rows']} rows, providers {r['providers']}")
     print(f"windows {r['windows']}   wall {r['wall']:.1f} s   peak RSS {r['peak_rss_mb']:.0f} MB")
     print(f"  read+resample {s['read']:.1f} s (decode alone {r['decode']:.1f} s, resample+aux ~{max(0.0, s['read'] - r['decode']):.1f} s)")
     print(f"  inference     {s['infer']:.1f} s")

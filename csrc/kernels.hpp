@@ -5,4 +5,5 @@
 namespace nimbus {
 void register_resample(pybind11::module_& m);
 void register_blend(pybind11::module_& m);
+void register_windows(pybind11::module_& m);
 }  // namespace nimbus

@@ -9,8 +9,11 @@ When CUDA is asked for (or offered) but cannot be used (CPU-only onnxruntime pac
 CUDA/cuDNN libraries), the session runs on the CPU and says so with one warning per process.
 
 Inputs are given as float32 numpy arrays ``(N, C, H, W)``; they are cast to float16 for fp16
-graphs. On CUDA, :meth:`Session.run_device` binds the input and output on the GPU (IO binding) and
-returns the output as a numba device array, so the blending kernel reads it where it is.
+graphs. On the CPU, :meth:`Session.run` with ``out=`` binds the input and a caller-owned output
+buffer (IO binding), so a loop can reuse one output buffer, and a batch of more than
+:data:`MAX_RUN_PIXELS` pixels runs in parts (bounded onnxruntime memory, the same result). On CUDA,
+:meth:`Session.run_device` binds the input and output on the GPU (IO binding) and returns the
+output as a numba device array, so the blending kernel reads it where it is.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ import numpy as np
 from nimbus.errors import ModelError
 from nimbus.modelspec import ModelSpec
 
-__all__ = ["PROVIDERS", "Session", "resolve_providers"]
+__all__ = ["MAX_RUN_PIXELS", "PROVIDERS", "Session", "resolve_providers"]
+
+#: Most pixels (windows x height x width) one onnxruntime run gets on the CPU: a larger batch is
+#: run in parts into the same output. onnxruntime's CPU arena keeps the peak of every intermediate
+#: tensor, which grows with the pixels per run (a per-pixel rules graph holds ~200 bytes per pixel);
+#: 8 windows of 256² (the shipped default model's batch) is the budget, so its runs are unchanged.
+MAX_RUN_PIXELS: int = 8 * 256 * 256
 
 #: Provider names accepted by :class:`Session`.
 PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda", "tensorrt")
@@ -81,6 +90,8 @@ class Session:
         provider: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"tensorrt"``.
         threads: intra-op CPU threads (0 = onnxruntime's default: all cores).
         device_id: GPU index for CUDA/TensorRT.
+        max_run_pixels: on the CPU, batches with more pixels than this are run in parts (same
+            result, bounded memory; None: never split).
 
     Attributes:
         spec: the model's :class:`~nimbus.modelspec.ModelSpec`.
@@ -88,9 +99,17 @@ class Session:
         providers: the providers the session really uses, preferred first.
     """
 
-    def __init__(self, model: str | os.PathLike[str], provider: str = "auto", threads: int = 0, device_id: int = 0) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        provider: str = "auto",
+        threads: int = 0,
+        device_id: int = 0,
+        max_run_pixels: int | None = MAX_RUN_PIXELS,
+    ) -> None:
         import onnxruntime as ort
 
+        self.max_run_pixels = max_run_pixels
         self.path = os.fspath(model)
         if not os.path.isfile(self.path):
             raise ModelError(f"model file {self.path} does not exist")
@@ -129,6 +148,8 @@ class Session:
         )
         self._np_dtype = np.float16 if self.spec.input_dtype == "float16" else np.float32
         self._binding: Any = None
+        self._cpu_binding: Any = None
+        self._out_dtype: str = self._sess.get_outputs()[0].type
         self._in_ortvalue: Any = None
         if not isinstance(self._sess.get_inputs()[0].shape[1], int):
             self._probe()
@@ -160,23 +181,76 @@ class Session:
         """Whether the session runs on CUDA or TensorRT."""
         return self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Run the graph on a batch and return its output on the host.
 
         Args:
             batch: ``(N, C, H, W)`` model input (float32; cast for fp16 graphs).
+            out: optional float32 C-contiguous ``(N, K, H, W)`` array to write the output into,
+                reused from call to call (CPU IO binding: onnxruntime writes into it directly, no
+                output allocation or copy). The caller owns it: a later call overwrites it.
+
+        On the CPU a batch of more than ``max_run_pixels`` pixels runs in parts, each written into
+        its slice of the one output (the same values; onnxruntime's memory stays bounded).
 
         Returns:
             float32 ``(N, K, H, W)``: what the graph outputs (probabilities when
-            ``spec.softmax_in_graph``, else logits).
+            ``spec.softmax_in_graph``, else logits); ``out`` itself when given.
 
         Raises:
-            ModelError: when the batch does not have the model's channel count.
+            ModelError: when the batch does not have the model's channel count, or ``out`` is not
+                a float32 C-contiguous array of the output's shape.
         """
         self._check(batch)
         x = np.ascontiguousarray(batch, dtype=self._np_dtype)
-        out = self._sess.run([self.spec.output_name], {self.spec.input_name: x})[0]
-        return np.asarray(out, dtype=np.float32)
+        if out is not None and (out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable):
+            raise ModelError(f"model {self.path}: run(out=...) needs a writeable C-contiguous float32 array, got {out.dtype}")
+        per_run = len(x)
+        if self.max_run_pixels and not self.on_gpu and len(x) > 1:
+            per_run = max(1, min(len(x), int(self.max_run_pixels) // max(1, x.shape[2] * x.shape[3])))
+        host_f32 = not self.on_gpu and self._out_dtype == "tensor(float)"
+        if out is None and (per_run >= len(x) or not host_f32):
+            parts = [
+                self._sess.run([self.spec.output_name], {self.spec.input_name: x[i : i + per_run]})[0] for i in range(0, len(x), per_run)
+            ]
+            res = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return np.asarray(res, dtype=np.float32)
+        if not host_f32:  # outputs not on the host in float32: one copy
+            res = self.run(batch)
+            if res.shape != out.shape:
+                raise ModelError(f"model {self.path}: output of a {tuple(x.shape)} batch is {res.shape}; it does not fit the buffer {tuple(out.shape)}")
+            np.copyto(out, res)
+            return out
+        if out is None:
+            k = self.spec.num_classes
+            out = np.empty((len(x), k, x.shape[2], x.shape[3]), np.float32)
+        want = (len(x), self.spec.num_classes, x.shape[2], x.shape[3])  # Nimbus graphs keep H, W
+        if tuple(out.shape) != want:
+            raise ModelError(f"model {self.path}: output {want} of a {tuple(x.shape)} batch does not fit the buffer {tuple(out.shape)}")
+        for i in range(0, len(x), per_run):  # parts of a large batch into the same output (views: contiguous)
+            self._run_into(x[i : i + per_run], out[i : i + per_run])
+        return out
+
+    def _run_into(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """CPU IO binding: input bound in place, output bound to ``out``'s memory."""
+        import onnxruntime as ort
+
+        if self._cpu_binding is None:
+            self._cpu_binding = self._sess.io_binding()
+        binding = self._cpu_binding
+        binding.bind_cpu_input(self.spec.input_name, x)
+        binding.bind_ortvalue_output(self.spec.output_name, ort.OrtValue.ortvalue_from_numpy(out))
+        try:
+            self._sess.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelError(
+                f"model {self.path}: onnxruntime failed on a {tuple(x.shape)} batch bound to an output buffer "
+                f"{tuple(out.shape)}: {' '.join(str(exc).split())[:300]}"
+            ) from exc
+        finally:
+            binding.clear_binding_inputs()
+            binding.clear_binding_outputs()
+        return out
 
     def run_device(self, batch: np.ndarray) -> tuple[Any, Any]:
         """Run on the GPU with IO binding; the output stays on the device.

@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ __all__ = [
     "MIN_WEIGHT",
     "WEIGHT_KINDS",
     "WindowLayout",
+    "cut_windows",
     "window_starts",
     "window_weights",
 ]
@@ -135,6 +137,43 @@ def window_weights(size: int | tuple[int, int], kind: str = "spline") -> np.ndar
     if h <= 0 or w <= 0:
         raise ValueError(f"window size must be positive, got {h}x{w}")
     return _weights_cached(int(h), int(w), kind)
+
+
+def cut_windows(
+    src: np.ndarray,
+    out: np.ndarray,
+    cols: Any,
+    src_row0: int = 0,
+    dst_row0: int = 0,
+    rows: int | None = None,
+    threads: int = 0,
+) -> np.ndarray:
+    """Cut the windows of one window row out of a strip of input rows, into a batch buffer (C++ kernel).
+
+    ``out[n, :, dst_row0 + i, :] = src[:, src_row0 + i, cols[n] : cols[n] + w]`` for
+    ``i < rows`` and every ``n < len(cols)``, in one parallel call (the GIL released). A window
+    whose rows span two input chunks is cut by one call per chunk, each filling its rows.
+
+    Args:
+        src: float32 ``(C, H, W)`` C-contiguous input rows (a chunk; converted if needed).
+        out: float32 ``(N, C, h, w)`` C-contiguous batch buffer, written in place; ``N >= len(cols)``.
+        cols: left column of each window.
+        src_row0: first source row to copy.
+        dst_row0: window row it goes to.
+        rows: rows to copy (default: ``h - dst_row0``).
+        threads: worker threads (0 = all cores).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: when shapes do not fit (a window outside ``src``, rows outside either array).
+    """
+    from nimbus import _kernels
+
+    n = out.shape[2] - dst_row0 if rows is None else int(rows)
+    _kernels.cut_windows(src, out, np.asarray(cols, np.int64), int(src_row0), int(dst_row0), n, int(threads))
+    return out
 
 
 @dataclass(frozen=True)

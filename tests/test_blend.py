@@ -136,3 +136,78 @@ def test_finalize_a_band_of_rows() -> None:
     np.testing.assert_array_equal(acc[:, 22:], before[:, 22:])
     with pytest.raises(ValueError, match="inside the accumulator"):
         blend.finalize(acc, wsum, valid, [0, 1, 2, 3], row0=35)
+
+
+@pytest.mark.parametrize("threads", [1, 0, 3])
+def test_ring_accumulate_matches_flat(threads) -> None:
+    """wrap=True: raster row r lands on ring row r % H, the same sums as a flat accumulator."""
+    rng = np.random.default_rng(3)
+    k, h, w, W, cap = 3, 8, 10, 30, 11
+    probs = rng.random((4, k, h, w)).astype(np.float32)
+    wts = window_weights((h, w), "spline")
+    rows, cols = [17, 17, 20, 19], [0, 9, 20, 5]  # raster rows 17..28 wrap around a ring of 11 rows
+    flat, fws = np.zeros((k, 40, W), np.float32), np.zeros((40, W), np.float32)
+    blend.accumulate_reference(flat, fws, probs, wts, rows, cols)
+    ring, rws = np.zeros((k, cap, W), np.float32), np.zeros((cap, W), np.float32)
+    blend.accumulate(ring, rws, probs, wts, rows, cols, threads=threads, wrap=True)
+    for r in range(17, 28):
+        np.testing.assert_allclose(ring[:, r % cap], flat[:, r], rtol=1e-6)
+        np.testing.assert_allclose(rws[r % cap], fws[r], rtol=1e-6)
+    with pytest.raises(ValueError, match="taller"):
+        blend.accumulate(np.zeros((k, 5, W), np.float32), np.zeros((5, W), np.float32), probs, wts, rows, cols, wrap=True)
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_finalize_rows_matches_numpy_and_frees_rows(threads) -> None:
+    rng = np.random.default_rng(4)
+    k, cap, W = 4, 9, 13
+    acc = rng.random((k, cap, W)).astype(np.float32)
+    wsum = rng.random((cap, W)).astype(np.float32) + 0.1
+    wsum[2, 3] = 0.0  # no window: nodata
+    valid = rng.random((5, W)) > 0.2
+    row0 = 25  # raster rows 25..29 = ring rows 7, 8, 0, 1, 2
+    ring = [(row0 + i) % cap for i in range(5)]
+    rcls, rprobs, rent = blend.finalize_reference(acc[:, ring].copy(), wsum[ring].copy(), valid, [0, 1, 2, 7])
+    keep = [r for r in range(cap) if r not in ring]
+    acc_keep, ws_keep = acc[:, keep].copy(), wsum[keep].copy()
+    ent = np.empty((5, W), np.float32)
+    probs = np.empty((k, 5, W), np.float32)
+    acc[:, ring[1], 4] = np.nan  # a model's 0/0 on a pixel without data must not leak out
+    valid[1, 4] = False
+    rcls[1, 4], rprobs[:, 1, 4], rent[1, 4] = 255, 0, 0
+    cls = blend.finalize_rows(acc, wsum, valid, [0, 1, 2, 7], row0, entropy=ent, probs_out=probs, threads=threads)
+    np.testing.assert_array_equal(cls, rcls)
+    np.testing.assert_allclose(probs, rprobs, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ent, rent, rtol=1e-5, atol=1e-6)
+    assert not acc[:, ring].any() and not wsum[ring].any()  # freed for later windows
+    np.testing.assert_array_equal(acc[:, keep], acc_keep)  # other rows untouched
+    np.testing.assert_array_equal(wsum[keep], ws_keep)
+
+
+@pytest.mark.parametrize("per_row", [True, False])
+def test_host_blender_streams_like_the_whole_raster(per_row) -> None:
+    """Window rows added (whole row or window by window) and taken strip by strip == one flat blend."""
+    lay, wins, probs = _random_case(h=75, w=53, size=24)
+    wts = window_weights((lay.win_h, lay.win_w), "spline")
+    acc, wsum = np.zeros((4, 75, 53), np.float32), np.zeros((75, 53), np.float32)
+    blend.accumulate_reference(acc, wsum, probs, wts, [y for y, _ in wins], [x for _, x in wins])
+    valid = np.random.default_rng(5).random((75, 53)) > 0.1
+    rcls, rprobs, rent = blend.finalize_reference(acc, wsum, valid, [0, 1, 2, 3])
+    hb = blend.HostBlender(4, 53, (0, 1, 2, 3), threads=2, capacity=lay.win_h)
+    ys = lay.row_starts
+    got_cls, got_p, got_e = np.zeros((75, 53), np.uint8), np.zeros((4, 75, 53), np.float32), np.zeros((75, 53), np.float32)
+    for i, y in enumerate(ys):
+        hb.extend(y + lay.win_h)
+        idx = [j for j, (wy, _) in enumerate(wins) if wy == y]
+        groups = [idx] if per_row else [[j] for j in idx]
+        for g in groups:
+            hb.add(probs[g], [y] * len(g), [wins[j][1] for j in g], wts)
+        end = ys[i + 1] if i + 1 < len(ys) else y + lay.win_h
+        r0 = hb.start
+        c, p, e = hb.take(end, valid[r0:end], True, True)
+        got_cls[r0:end], got_p[:, r0:end], got_e[r0:end] = c, p, e
+    np.testing.assert_array_equal(got_cls, rcls)
+    np.testing.assert_allclose(got_p, rprobs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_e, rent, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="outside the open rows"):
+        hb.add(probs[:1], [0], [0], wts)

@@ -389,3 +389,33 @@ def test_parse_factor_and_shapes():
     assert R.destination_shape((1830, 1830), 6) == (10980, 10980)
     assert R.destination_shape((10980, 10980), 1 / 6) == (1830, 1830)
     assert R.source_window((100, 100), 2, Window(10, 20, 30, 40)) == Window(4, 9, 17, 22)
+
+
+@pytest.mark.parametrize("nodata", [0, 7, None])
+def test_downsample_half_avx2_matches_portable_and_numpy(nodata):
+    """The AVX2 /2 area mean (16 outputs a step, nodata test in the same pass) == the portable path ==
+    the numpy definition, on widths with tails and rows with and without nodata."""
+    from nimbus import _kernels
+
+    rng = np.random.default_rng(11)
+    src = rng.integers(1, 65535, (2, 38, 2 * 37 + 1), dtype=np.uint16)  # odd width: the last column is dropped
+    src[0, 5, 40] = 0  # nodata (0) in one row pair, at an odd position
+    src[1, 20, 3] = 7  # nodata (7) in another
+    src[1, 30:32, :] = 0  # a whole row pair of zeros
+    got = R.downsample_mean(src, 2, nodata, threads=2)
+    before = _kernels._use_avx2(False)
+    try:
+        portable = R.downsample_mean(src, 2, nodata, threads=2)
+    finally:
+        _kernels._use_avx2(before)
+    np.testing.assert_array_equal(got, portable)
+    blocks = src[:, :, :74].reshape(2, 19, 2, 37, 2).astype(np.int64)
+    valid = np.ones_like(blocks, bool) if nodata is None else blocks != nodata
+    n = valid.sum(axis=(2, 4))
+    s = np.where(valid, blocks, 0).sum(axis=(2, 4))
+    ref = np.where(n > 0, (2 * s + n) // (2 * np.maximum(n, 1)), 0 if nodata is None else nodata)
+    ok = n > 0
+    same = ok if nodata is None else ok & (ref != nodata)  # a mean equal to nodata is moved to the next value
+    np.testing.assert_array_equal(got[same], ref[same])
+    if nodata is not None:
+        assert (got[~ok] == nodata).all()

@@ -106,3 +106,33 @@ def test_dynamic_channel_graph_that_disagrees_with_its_metadata_is_refused_at_lo
     onnx.save(model, path)
     with pytest.raises(ModelError, match="does not accept the 4 channels"):
         Session(path, provider="cpu")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_run_into_a_reused_output_buffer(tmp_path, batch, dtype) -> None:
+    """run(out=...) writes into the caller's buffer (CPU IO binding for float32 graphs) and equals run()."""
+    s = Session(make_model(tmp_path / "m.onnx", dtype=dtype), provider="cpu", threads=1)
+    buf = np.full((3, 4, 16, 24), -1.0, np.float32)
+    for b in (batch, batch * 2, batch[::-1].copy()):
+        got = s.run(b, out=buf)
+        assert got is buf
+        np.testing.assert_allclose(buf, s.run(b), rtol=1e-6)
+    part = np.empty((2, 4, 16, 24), np.float32)
+    np.testing.assert_allclose(s.run(batch[:2], out=part), s.run(batch[:2]), rtol=1e-6)
+    with pytest.raises(ModelError):
+        s.run(batch, out=np.empty((3, 4, 16, 24), np.float64))
+    if dtype == "float32":
+        with pytest.raises(ModelError, match="does not fit"):
+            s.run(batch, out=np.empty((3, 4, 8, 24), np.float32))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_large_batches_run_in_parts_with_the_same_result(tmp_path, batch, dtype) -> None:
+    """max_run_pixels bounds the pixels of one onnxruntime run; the output is the same, in one array."""
+    whole = Session(make_model(tmp_path / "m.onnx", dtype=dtype), provider="cpu", threads=1, max_run_pixels=None)
+    parts = Session(tmp_path / "m.onnx", provider="cpu", threads=1, max_run_pixels=16 * 24)  # one window per run
+    ref = whole.run(batch)
+    np.testing.assert_array_equal(parts.run(batch), ref)
+    buf = np.empty_like(ref)
+    assert parts.run(batch, out=buf) is buf
+    np.testing.assert_array_equal(buf, ref)

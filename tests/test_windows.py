@@ -86,3 +86,27 @@ def test_windows_skip_all_nodata() -> None:
     kept = lay.windows(valid)
     assert kept and all(y <= 40 < y + 32 and x <= 90 < x + 32 for y, x in kept)
     assert len(lay.windows(None)) == len(lay) == 3 * 5
+
+
+@pytest.mark.parametrize("threads", [1, 0, 3])
+def test_cut_windows_matches_numpy_slices(threads) -> None:
+    from nimbus.windows import cut_windows
+
+    rng = np.random.default_rng(0)
+    chunk_a = rng.random((3, 7, 40)).astype(np.float32)  # raster rows 0..6
+    chunk_b = rng.random((3, 9, 40)).astype(np.float32)  # raster rows 7..15
+    whole = np.concatenate([chunk_a, chunk_b], axis=1)
+    cols = [0, 6, 24]
+    out = np.full((4, 3, 10, 16), -1.0, np.float32)
+    # windows at raster row 3 (rows 3..12) span both chunks: one call per chunk
+    cut_windows(chunk_a, out, cols, src_row0=3, dst_row0=0, rows=4, threads=threads)
+    cut_windows(chunk_b, out, cols, src_row0=0, dst_row0=4, threads=threads)
+    for n, x in enumerate(cols):
+        np.testing.assert_array_equal(out[n], whole[:, 3:13, x : x + 16])
+    assert (out[3] == -1).all()  # windows beyond cols are left alone
+    with pytest.raises(ValueError, match="does not fit"):
+        cut_windows(chunk_a, out, [30], rows=2)
+    with pytest.raises(ValueError, match="source rows"):
+        cut_windows(chunk_a, out, [0], src_row0=5, rows=4)
+    with pytest.raises(ValueError, match="channels"):
+        cut_windows(chunk_a[:2], out, [0], rows=2)
