@@ -728,8 +728,12 @@ class NimbusCLI:
         water_threshold: float | None = None,
         rules: bool = False,
         truth: Any = False,
+        scheduler: str | None = None,
+        workers: int | None = None,
+        retries: int = 2,
     ) -> str:
-        """Build the uint8 class map (0 cloud, 1 ground, 2 snow, 3 water, 255 nodata) of one product.
+        """Build the uint8 class map (0 cloud, 1 ground, 2 snow, 3 water, 255 nodata) of one product,
+        or of every arrays folder under an arrays root.
 
         With S2cloudless (--cloudprob rasters 0-100, or --s2cloudless computed from the L1C product):
         start from cloud; ExoLabs no snow or dark region -> ground; water -> water; ExoLabs snow ->
@@ -740,7 +744,9 @@ class NimbusCLI:
 
         Args:
             target: an arrays folder (OUT/<product id> of `nimbus arrays`; labels.tif is written
-                inside, aligned with the arrays) or a product (then give --out and --res).
+                inside, aligned with the arrays), an arrays root OUT (every folder in it, one task
+                each; with --rules, --scl, --s2cloudless, --truth or a --water mosaic, not with
+                per-product rasters) or a product (then give --out and --res).
             exolabs: the ExoLabs classification raster (band 1: 0 nodata, 2 dark, 3 cloud, 4 snow;
                 band 2: 1 no snow, 2 snow).
             cloudprob: an S2cloudless probability raster (0-100).
@@ -758,13 +764,31 @@ class NimbusCLI:
                 products that have no ExoLabs / S2cloudless / JRC layers.
             truth: labels from a truth map in Nimbus codes: the flag alone for the
                 <product id>_truth.tif that `nimbus synthetic` wrote beside the product, or a path.
+            scheduler: for an arrays root: one task per folder on a Dask cluster (address or
+                scheduler file; default $DASK_SCHEDULER_ADDRESS when set).
+            workers: for an arrays root: a local Dask cluster of this many worker processes.
+            retries: on Dask, retries of a folder whose failure looks transient (I/O).
 
         Returns:
             The file written and its class counts.
         """
+        from functools import partial
+        from pathlib import Path
+
+        from nimbus.engine.tasks import labels_task
+        from nimbus.errors import UsageError
         from nimbus.labels import build_labels
         from nimbus.legend import DEFAULT_LEGEND
 
+        root = Path(target)
+        folders = sorted(p for p in root.iterdir() if (p / "meta.json").is_file()) if root.is_dir() and not (root / "meta.json").exists() else []
+        if folders and not (root / "manifest.safe").exists() and not root.suffix.upper() == ".SAFE":
+            if exolabs or cloudprob or out or (scl and scl is not True) or (truth and truth is not True):
+                raise UsageError(f"{target} is an arrays root of {len(folders)} folders: per-product rasters "
+                                 "(--exolabs, --cloudprob, an --scl or --truth path, --out) need one arrays folder as TARGET")  # fmt: skip
+            work = partial(labels_task, water=str(Path(water).absolute()) if water else None, scl=scl, s2cloudless=s2cloudless,
+                           threshold=threshold, masked=masked, water_threshold=water_threshold, rules=rules, truth=truth)  # fmt: skip
+            return _run_items([str(p.absolute()) for p in folders], work, scheduler, workers, retries, "arrays folder", self._debug)
         rep = build_labels(target, out=out, exolabs=exolabs, cloudprob=cloudprob, water=water, scl=scl,
                            s2cloudless=s2cloudless, threshold=threshold, masked=masked, res=res,
                            water_threshold=water_threshold, rules=rules, truth=truth)

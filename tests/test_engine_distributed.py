@@ -248,3 +248,27 @@ def test_products_go_to_workers_that_advertise_a_gpu(products: list[Path], tmp_p
         assert {x["worker"] for x in read_report(tmp_path / "o" / "nimbus-segment-report.jsonl")} == set(gpu)
     finally:
         c.close()
+
+
+def test_labels_of_an_arrays_root_on_a_local_cluster(products: list[Path], tmp_path: Path) -> None:
+    """`nimbus labels ARRAYS_ROOT --truth --workers 2` labels every arrays folder, one task each,
+    exactly as the single-folder command does."""
+    arrays = tmp_path / "arrays"
+    r = _nimbus("arrays", ",".join(map(str, products[:2])), str(arrays), "--res", "20")
+    assert r.returncode == 0, r.stderr
+    folders = sorted(p for p in arrays.iterdir() if p.is_dir())
+    one = _nimbus("labels", str(folders[0]), "--truth")
+    assert one.returncode == 0, one.stderr
+    want = (folders[0] / "labels.tif").read_bytes()
+    (folders[0] / "labels.tif").unlink()
+    many = _nimbus("labels", str(arrays), "--truth", "--workers", "2")
+    assert many.returncode == 0, many.stderr
+    assert all((f / "labels.tif").is_file() for f in folders)
+    with rasterio.open(folders[0] / "labels.tif") as a:
+        got = a.read()
+    import io
+
+    with rasterio.open(io.BytesIO(want)) as b:
+        assert np.array_equal(got, b.read())
+    bad = _nimbus("labels", str(arrays), "--exolabs", "x.tif")
+    assert bad.returncode == 2 and "arrays root" in bad.stderr

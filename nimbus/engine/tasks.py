@@ -1,4 +1,4 @@
-"""Picklable per-item work of the batch commands (``extract``, ``arrays``), for this process or Dask workers.
+"""Picklable per-item work of the batch commands (``extract``, ``arrays``, ``labels``), for this process or Dask workers.
 
 Each task takes one item and returns ``(status, line)`` like the work of
 :func:`nimbus.batch.run_batch`, raising on failure; bind the command's options with
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["arrays_task", "extract_task"]
+__all__ = ["arrays_task", "extract_task", "labels_task"]
 
 
 def arrays_task(
@@ -35,3 +35,14 @@ def extract_task(archive: str, dst: str, cog: bool = False, limits: Any = None) 
 
     folder, done = extract_product(os.fspath(archive), dst, cog=cog, limits=limits or ExtractLimits())
     return ("done", f"{folder}: extracted") if done else ("skipped", f"{folder}: skipped (exists)")
+
+
+def labels_task(folder: str, **options: Any) -> tuple[str, str]:
+    """Build ``labels.tif`` of one arrays folder (:func:`nimbus.labels.build_labels` options)."""
+    from nimbus.labels import build_labels
+    from nimbus.legend import DEFAULT_LEGEND
+
+    rep = build_labels(folder, **options)
+    names = DEFAULT_LEGEND.name_map()
+    counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
+    return "done", f"{rep.path}: {rep.source}; {counts}"
