@@ -181,11 +181,11 @@ class NimbusCLI:
             products: products (.SAFE folders, zipped SAFEs, COG folders, STAC item files or URLs,
                 ItemCollection files from `nimbus search --out`) or folders holding products.
             model: a Nimbus ONNX model file, or a shipped model by name: rules (the spectral rule
-                classifier: L1C and L2A, no auxiliary layers; used when no model is given, as the
-                best-measured map on real scenes so far) or default (nimbus-default.onnx, the SegNet
-                trained on synthetic products, L1C with altitude and tree cover from --aux).
+                classifier for L1C and L2A, no auxiliary layers; used when no model is given, as
+                the best-measured map on real scenes so far) or default (nimbus-default.onnx, the
+                SegNet trained on synthetic products, L1C with altitude and tree cover from --aux).
             aux: folder of auxiliary layers (`nimbus auxiliary`) for models that take them, or
-                auto: fetch the layers the model needs from public sources (cached).
+                the word auto to fetch the layers the model needs from public sources (cached).
             out: output folder; names carry the product id and the model name and version.
             overlap: window overlap fraction, 0 <= overlap < 1 (default: the model's).
             window: window size in pixels (default: the model's).
@@ -199,9 +199,9 @@ class NimbusCLI:
             quicklook: also write a PNG quicklook (true colour beside the classes, with a legend).
             stac_item: write a STAC Item beside each class map (--nostac_item: don't; needs pystac).
             overwrite: redo products whose outputs exist (default: skip them).
-            scheduler: run on a Dask cluster: the scheduler address (tcp://host:port) or its
-                scheduler file (default: $DASK_SCHEDULER_ADDRESS when set). Workers must see the
-                products, the model and OUT at the same paths.
+            scheduler: run on a Dask cluster, given the scheduler address (tcp://host:port) or the
+                path of its scheduler file; $DASK_SCHEDULER_ADDRESS is used when set. Workers must
+                see the products, the model and OUT at the same paths.
             workers: run on a local Dask cluster of this many worker processes (127.0.0.1).
             retries: on Dask, retries of a product whose failure looks transient (network, I/O).
             report: the run report, JSON Lines, one record per product as it completes
@@ -747,8 +747,8 @@ class NimbusCLI:
                 inside, aligned with the arrays), an arrays root OUT (every folder in it, one task
                 each; with --rules, --scl, --s2cloudless, --truth or a --water mosaic, not with
                 per-product rasters) or a product (then give --out and --res).
-            exolabs: the ExoLabs classification raster (band 1: 0 nodata, 2 dark, 3 cloud, 4 snow;
-                band 2: 1 no snow, 2 snow).
+            exolabs: the ExoLabs classification raster (first band 0 nodata, 2 dark, 3 cloud,
+                4 snow; second band 1 no snow, 2 snow).
             cloudprob: an S2cloudless probability raster (0-100).
             water: the JRC water raster (1 = water).
             scl: use the scene classification: the flag alone for the product's own SCL, or an SCL raster path.

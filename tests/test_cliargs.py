@@ -99,3 +99,20 @@ def test_help_prints_without_a_pager_and_with_readable_types(tmp_path: Path) -> 
     assert "SAMPLES_DIR" in text and "--port" in text
     assert not marker.exists(), "help must not open a pager"
     assert "Optional['" not in text and "str | None" not in text
+
+
+def test_every_command_help_names_exactly_its_options() -> None:
+    """fire parses the Google docstrings into the help: a continuation line that looks like
+    ``word: ...`` would become a bogus option and cut the real one's text short."""
+    import inspect
+
+    from fire import docstrings
+
+    from nimbus.cli import NimbusCLI
+
+    for name, fn in inspect.getmembers(NimbusCLI, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        params = set(inspect.signature(fn).parameters) - {"self"}
+        documented = {a.name for a in docstrings.parse(fn.__doc__ or "").args or []}
+        assert documented == params, f"nimbus {name}: help documents {sorted(documented - params)}, misses {sorted(params - documented)}"
