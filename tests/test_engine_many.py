@@ -48,3 +48,21 @@ def test_a_model_that_cannot_load_stops_the_run_first(two_products: list[Path], 
 def test_references_travel(tmp_path: Path) -> None:
     assert absolute_ref("rules") == "rules" and absolute_ref("https://x/item.json") == "https://x/item.json"
     assert Path(absolute_ref("p.SAFE")).is_absolute()
+
+
+def test_a_rerun_skips_from_the_report_without_any_task(two_products: list[Path], tmp_path: Path) -> None:
+    """Products the report shows done by the same model into the same folder are skipped before
+    anything runs; a product whose output was removed, or another model, is done again."""
+    from nimbus.engine import worker
+
+    cfg = SegmentConfig(progress=False)
+    out, report = tmp_path / "o", tmp_path / "o" / "r.jsonl"
+    first = list(segment_many(two_products, "rules", cfg, out, report=report))
+    assert [r.status for r in first] == ["done", "done"] and all(r.model for r in first)
+    Path(first[1].outputs["classes"]).unlink()
+    worker._CACHE.clear()  # a fresh process: a skip from the report loads no model
+    again = list(segment_many(two_products, "rules", cfg, out, report=report))
+    assert [(r.status, r.worker) for r in again][0] == ("skipped", "report")
+    assert again[1].status == "done" and Path(again[1].outputs["classes"]).is_file()
+    wants_more = list(segment_many(two_products, "rules", cfg.replace(uncertainty=True), out, report=report))
+    assert [r.status for r in wants_more] == ["done", "done"]  # an output kind the report lacks: redone

@@ -74,6 +74,7 @@ class ProductRecord:
         worker: where it ran (``host:pid``, or a Dask worker address).
         finished: UNIX time the record was made.
         traceback: the failure's full traceback down to its root cause (``--debug`` prints it).
+        model: the model's file tag (``<name>-v<version>``) of a product that was segmented.
     """
 
     product: str
@@ -87,6 +88,7 @@ class ProductRecord:
     worker: str = ""
     finished: float = field(default_factory=time.time)
     traceback: str | None = None
+    model: str = ""
 
     @classmethod
     def failure(cls, product: str, exc: BaseException, seconds: float = 0.0, worker: str = "") -> ProductRecord:

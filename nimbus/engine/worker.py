@@ -107,4 +107,5 @@ def segment_one(
         product_id=res.product_id,
         windows=res.windows,
         worker=_where(),
+        model=seg.spec.file_tag,
     )
