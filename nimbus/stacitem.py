@@ -303,9 +303,27 @@ def collect_catalog(
         raise NimbusError("no *_item.json given: segment products first (each class map gets one)")
     cat.normalize_hrefs(str(out_dir))
     cat.make_all_asset_hrefs_relative()
-    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    out = out_dir / "catalog.json"
+    # written beside, validated, then moved in file by file with catalog.json last: a catalog.json
+    # under its final name always lists items that are all in place
+    import shutil
+    import tempfile
+
     from nimbus.validate import validate_json
 
-    validate_json(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".nimbus-catalog-", dir=out_dir))
+    try:
+        cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, dest_href=str(tmp))
+        written = sorted(tmp.rglob("*.json"))
+        for f in written:
+            validate_json(f)
+        for f in written:
+            if f.name != "catalog.json" or f.parent != tmp:
+                dst = out_dir / f.relative_to(tmp)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dst)
+        out = out_dir / "catalog.json"
+        os.replace(tmp / "catalog.json", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -112,6 +112,7 @@ def test_catalog_of_items_and_the_cli(synthetic_l1c, synthetic_l2a_zip, spec: Mo
     for item in items:
         href = Path(item.assets["classes"].get_absolute_href())
         assert href.is_file() and href.parent == maps.resolve()
+    assert not list((tmp_path / "cat").glob(".nimbus-catalog-*"))  # written beside, moved in, nothing left
     # in place: the catalogue beside the maps
     assert NimbusCLI().catalog(str(maps)).startswith(str(maps / "catalog.json"))
     with pytest.raises(Exception, match="no \\*_item.json"):
