@@ -149,26 +149,32 @@ void blend_accumulate(F32 acc, F32 wsum, F32In probs, F32In weights, I64In rows,
   }
 }
 
-void blend_finalize(F32 acc, F32 wsum, U8In valid, U8In class_values, U8 classes, py::object entropy, int64_t row0,
-                    int threads) {
+// The argument checks both finalisers share (shapes, class table, the optional entropy output).
+// Returns the entropy buffer, or nullptr when none was asked for; `ent` keeps it alive.
+float* check_finalize(const F32& acc, const F32& wsum, const U8In& valid, const U8In& class_values, const U8& classes,
+                      const py::object& entropy, F32& ent) {
   require(acc.ndim() == 3 && wsum.ndim() == 2 && valid.ndim() == 2 && classes.ndim() == 2,
           "expected acc (K, H, W), wsum (H, W), valid (n, W), classes (n, W)");
   require(acc.writeable() && classes.writeable(), "acc and classes must be writeable");
-  const int64_t K = acc.shape(0), HA = acc.shape(1), W = acc.shape(2);
-  const int64_t H = valid.shape(0);  // rows [row0, row0 + H) of the accumulator are finalised
-  require(row0 >= 0 && row0 + H <= HA, "rows to finalise must lie inside the accumulator");
-  require(wsum.shape(0) == HA && wsum.shape(1) == W && valid.shape(1) == W && classes.shape(0) == H &&
+  const int64_t K = acc.shape(0), HA = acc.shape(1), W = acc.shape(2), n = valid.shape(0);
+  require(wsum.shape(0) == HA && wsum.shape(1) == W && valid.shape(1) == W && classes.shape(0) == n &&
               classes.shape(1) == W,
           "wsum must be (H, W) like acc; valid and classes (n, W)");
   require(class_values.ndim() == 1 && class_values.shape(0) == K, "class_values must have one entry per class");
-  float* E = nullptr;
+  if (entropy.is_none()) return nullptr;
+  ent = entropy.cast<F32>();
+  require(ent.ndim() == 2 && ent.shape(0) == n && ent.shape(1) == W && ent.writeable(),
+          "entropy must be a writeable (n, W) float32 array");
+  return ent.mutable_data();
+}
+
+void blend_finalize(F32 acc, F32 wsum, U8In valid, U8In class_values, U8 classes, py::object entropy, int64_t row0,
+                    int threads) {
   F32 ent;
-  if (!entropy.is_none()) {
-    ent = entropy.cast<F32>();
-    require(ent.ndim() == 2 && ent.shape(0) == H && ent.shape(1) == W && ent.writeable(),
-            "entropy must be a writeable (H, W) float32 array");
-    E = ent.mutable_data();
-  }
+  float* E = check_finalize(acc, wsum, valid, class_values, classes, entropy, ent);
+  const int64_t K = acc.shape(0), HA = acc.shape(1), W = acc.shape(2);
+  const int64_t H = valid.shape(0);  // rows [row0, row0 + H) of the accumulator are finalised
+  require(row0 >= 0 && row0 + H <= HA, "rows to finalise must lie inside the accumulator");
   float* A = acc.mutable_data() + row0 * W;
   const float* S = wsum.data() + row0 * W;
   const uint8_t* V = valid.data();
@@ -215,24 +221,12 @@ void blend_finalize(F32 acc, F32 wsum, U8In valid, U8In class_values, U8 classes
 
 void blend_finalize_rows(F32 acc, F32 wsum, U8In valid, U8In class_values, U8 classes, py::object entropy,
                          py::object probs_out, int64_t row0, int threads) {
-  require(acc.ndim() == 3 && wsum.ndim() == 2 && valid.ndim() == 2 && classes.ndim() == 2,
-          "expected acc (K, H, W), wsum (H, W), valid (n, W), classes (n, W)");
-  require(acc.writeable() && wsum.writeable() && classes.writeable(), "acc, wsum and classes must be writeable");
+  F32 ent;
+  float* E = check_finalize(acc, wsum, valid, class_values, classes, entropy, ent);
+  require(wsum.writeable(), "wsum must be writeable (the ring's rows are zeroed for reuse)");
   const int64_t K = acc.shape(0), HA = acc.shape(1), W = acc.shape(2);
   const int64_t n = valid.shape(0);
   require(row0 >= 0 && n <= HA, "rows to finalise must fit in the ring accumulator");
-  require(wsum.shape(0) == HA && wsum.shape(1) == W && valid.shape(1) == W && classes.shape(0) == n &&
-              classes.shape(1) == W,
-          "wsum must be (H, W) like acc; valid and classes (n, W)");
-  require(class_values.ndim() == 1 && class_values.shape(0) == K, "class_values must have one entry per class");
-  float* E = nullptr;
-  F32 ent;
-  if (!entropy.is_none()) {
-    ent = entropy.cast<F32>();
-    require(ent.ndim() == 2 && ent.shape(0) == n && ent.shape(1) == W && ent.writeable(),
-            "entropy must be a writeable (n, W) float32 array");
-    E = ent.mutable_data();
-  }
   float* PO = nullptr;
   F32 pout;
   if (!probs_out.is_none()) {
