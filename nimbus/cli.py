@@ -777,8 +777,6 @@ class NimbusCLI:
 
         from nimbus.engine.tasks import labels_task
         from nimbus.errors import UsageError
-        from nimbus.labels import build_labels
-        from nimbus.legend import DEFAULT_LEGEND
 
         root = Path(target)
         folders = sorted(p for p in root.iterdir() if (p / "meta.json").is_file()) if root.is_dir() and not (root / "meta.json").exists() else []
@@ -789,12 +787,10 @@ class NimbusCLI:
             work = partial(labels_task, water=str(Path(water).absolute()) if water else None, scl=scl, s2cloudless=s2cloudless,
                            threshold=threshold, masked=masked, water_threshold=water_threshold, rules=rules, truth=truth)  # fmt: skip
             return _run_items([str(p.absolute()) for p in folders], work, scheduler, workers, retries, "arrays folder", self._debug)
-        rep = build_labels(target, out=out, exolabs=exolabs, cloudprob=cloudprob, water=water, scl=scl,
-                           s2cloudless=s2cloudless, threshold=threshold, masked=masked, res=res,
-                           water_threshold=water_threshold, rules=rules, truth=truth)
-        names = DEFAULT_LEGEND.name_map()
-        counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
-        return f"{rep.path}: {rep.source}, date {rep.date}; {counts}; uncovered {rep.uncovered_pixels}"
+        _, line = labels_task(target, out=out, exolabs=exolabs, cloudprob=cloudprob, water=water, scl=scl,
+                              s2cloudless=s2cloudless, threshold=threshold, masked=masked, res=res,
+                              water_threshold=water_threshold, rules=rules, truth=truth)  # fmt: skip
+        return line
 
 
 def _dask_env() -> bool:

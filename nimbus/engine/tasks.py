@@ -38,11 +38,12 @@ def extract_task(archive: str, dst: str, cog: bool = False, limits: Any = None) 
 
 
 def labels_task(folder: str, **options: Any) -> tuple[str, str]:
-    """Build ``labels.tif`` of one arrays folder (:func:`nimbus.labels.build_labels` options)."""
+    """Build the labels of one arrays folder or product (:func:`nimbus.labels.build_labels` options);
+    the line names the file, the label source, the date, the class counts and the uncovered pixels."""
     from nimbus.labels import build_labels
     from nimbus.legend import DEFAULT_LEGEND
 
     rep = build_labels(folder, **options)
     names = DEFAULT_LEGEND.name_map()
     counts = ", ".join(f"{names.get(k, k)} {v}" for k, v in sorted(rep.counts.items()))
-    return "done", f"{rep.path}: {rep.source}; {counts}"
+    return "done", f"{rep.path}: {rep.source}, date {rep.date}; {counts}; uncovered {rep.uncovered_pixels}"
